@@ -1,0 +1,455 @@
+"""Preset + parameters -> zennit Composite. The only code between a method's data and its hooks.
+
+:func:`load_preset` resolves ``extends`` (cycles and depth bounded); :func:`compile_preset`
+substitutes ``$param`` references, validates every rule and parameter and caches the result as a
+:class:`Plan`; :func:`compose` returns a fresh :class:`PresetComposite` of that plan, a real
+:class:`zennit.core.Composite` usable with zennit's attributors.
+"""
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+import torch
+from zennit.core import Composite, Hook
+
+from . import registry
+from .errors import ComposerError, closest
+from .selectors import CompiledSelector, compile_selector, relevance_layers
+from .spec import Binding, NamedCall, Preset, validate_document
+from .yamlio import read_yaml
+
+#: longest chain of ``extends``
+MAX_EXTENDS_DEPTH = 16
+
+PresetRef = Union[str, Path, Mapping[str, Any], Preset]
+
+
+class ComposerWarning(UserWarning):
+    """A preset binding that matched no module of the model (``on_unmatched: warn``)."""
+
+
+# --------------------------------------------------------------------------- loading
+@dataclass(frozen=True)
+class ResolvedPreset:
+    """A preset with its ``extends`` chain folded in: own bindings first, then each parent's."""
+
+    preset: Preset
+    source: str
+    sources: Tuple[str, ...]
+    params: Dict[str, Any]
+    layers: Tuple[Tuple[Binding, str, str], ...]  # (binding, source file, field path)
+    canonizers: Tuple[str, ...]
+    attributor: Optional[Tuple[NamedCall, str]]
+    modifiers: Tuple[Tuple[NamedCall, str, str], ...]
+
+    @property
+    def name(self) -> str:
+        return self.preset.name
+
+    @property
+    def abstract(self) -> bool:
+        return self.preset.abstract
+
+    @property
+    def on_unmatched(self) -> str:
+        return self.preset.on_unmatched
+
+
+_cache_lock = threading.RLock()
+_load_cache: Dict[Any, ResolvedPreset] = {}
+
+
+def _read_ref(ref: PresetRef) -> Tuple[Preset, str, Any]:
+    """(validated preset, source, cache key or None) for a name, path, mapping or Preset."""
+    if isinstance(ref, Preset):
+        return ref, f"<preset {ref.name}>", None
+    if isinstance(ref, Mapping):
+        return validate_document(Preset, dict(ref), source="<mapping>"), "<mapping>", None
+    if isinstance(ref, Path) or (isinstance(ref, str) and (ref.endswith((".yaml", ".yml")) or "/" in ref)):
+        path = Path(ref)
+        if not path.is_file():
+            raise ComposerError("no such preset file", source=str(path))
+    elif isinstance(ref, str):
+        path = registry.preset_path(ref)
+    else:
+        raise ComposerError(f"a preset is a name, a path or a mapping, not {type(ref).__name__}")
+    try:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        key = None
+    doc = read_yaml(path)
+    preset = validate_document(Preset, doc.data, source=str(path), doc=doc)
+    if isinstance(ref, str) and not ref.endswith((".yaml", ".yml")) and "/" not in ref and preset.name != ref:
+        raise ComposerError(f"the file defines preset '{preset.name}', but its file name says '{ref}'",
+                            source=str(path), field="name")
+    return preset, str(path), key
+
+
+def load_preset(ref: PresetRef, _chain: Tuple[str, ...] = ()) -> ResolvedPreset:
+    """Read a preset (name, path, mapping) and fold in its ``extends`` chain.
+
+    Example
+    -------
+    >>> p = load_preset("lrpz_sequential_composite_a")
+    >>> [b.rule for b, _, _ in p.layers][:3]
+    ['z', 'epsilon', 'alpha_beta']
+    """
+    preset, source, key = _read_ref(ref)
+    if key is not None:
+        with _cache_lock:
+            if key in _load_cache:
+                return _load_cache[key]
+    if preset.name in _chain:
+        raise ComposerError("cycle in 'extends': " + " -> ".join(_chain + (preset.name,)), source=source,
+                            field="extends")
+    if len(_chain) >= MAX_EXTENDS_DEPTH:
+        raise ComposerError(f"'extends' chain deeper than {MAX_EXTENDS_DEPTH}", source=source, field="extends")
+    parents = []
+    for i, parent in enumerate(preset.parents):
+        try:
+            parents.append(load_preset(parent, _chain + (preset.name,)))
+        except ComposerError as err:
+            if err.source is not None:
+                raise
+            raise ComposerError(err.message, source=source, field=f"extends[{i}]" if isinstance(
+                preset.extends, list) else "extends", suggestions=err.suggestions) from None
+    params: Dict[str, Any] = {}
+    for parent in parents:
+        params.update(parent.params)
+    params.update(preset.params)
+    layers = tuple((b, source, f"layers[{i}]") for i, b in enumerate(preset.layers))
+    for parent in parents:
+        layers += parent.layers
+    canonizers: List[str] = []
+    for name in [c for p in parents for c in p.canonizers] + list(preset.canonizers):
+        if name not in canonizers:
+            canonizers.append(name)
+    attributor = (preset.attributor, source) if preset.attributor else next(
+        (p.attributor for p in parents if p.attributor), None)
+    modifiers = tuple(m for p in parents for m in p.modifiers) + tuple(
+        (m, source, f"modifiers[{i}]") for i, m in enumerate(preset.modifiers))
+    sources = (source,) + tuple(s for p in parents for s in p.sources)
+    resolved = ResolvedPreset(preset, source, sources, params, layers, tuple(canonizers), attributor, modifiers)
+    if key is not None:
+        with _cache_lock:
+            _load_cache[key] = resolved
+    return resolved
+
+
+# --------------------------------------------------------------------------- parameters
+def _substitute(value, params: Dict[str, Any], source: str, field: str):
+    if isinstance(value, str) and value.startswith("$"):
+        name = value[1:]
+        if name not in params:
+            raise ComposerError(f"'{value}' refers to no parameter of the preset; declare it under 'params'",
+                                source=source, field=field, suggestions=["$" + s for s in closest(name, params)])
+        return params[name]
+    if isinstance(value, list):
+        return [_substitute(v, params, source, f"{field}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _substitute(v, params, source, f"{field}.{k}") for k, v in value.items()}
+    return value
+
+
+def check_param(spec, value, source: str, field: str):
+    """Validate one rule parameter against its :class:`~composer.spec.ParamSpec`; return the value."""
+    kind = spec.type
+    bad = None
+    if kind == "bool":
+        if not isinstance(value, bool):
+            bad = "a boolean"
+    elif kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            bad = "an integer"
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            bad = "a number"
+        else:
+            value = float(value)
+    elif kind == "str":
+        if not isinstance(value, str):
+            bad = "a string"
+        elif spec.choices and value not in spec.choices:
+            raise ComposerError(f"{value!r} is not one of {spec.choices}", source=source, field=field,
+                                suggestions=closest(value, spec.choices))
+    elif kind == "tensor":
+        if isinstance(value, bool) or not isinstance(value, (int, float, list, torch.Tensor)):
+            bad = "a number or a tensor"
+        elif isinstance(value, list):
+            try:
+                value = torch.tensor(value, dtype=torch.float32)
+            except (TypeError, ValueError):
+                bad = "a number or a (nested) list of numbers"
+    if bad:
+        raise ComposerError(f"expected {bad}, got {value!r}", source=source, field=field)
+    if kind in ("float", "int") or (kind == "tensor" and isinstance(value, (int, float))):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ComposerError(f"expected a finite number, got {value!r}", source=source, field=field)
+        for bound, ok, text in (("ge", lambda v, b: v >= b, ">="), ("gt", lambda v, b: v > b, ">"),
+                                ("le", lambda v, b: v <= b, "<="), ("lt", lambda v, b: v < b, "<")):
+            limit = getattr(spec, bound)
+            if limit is not None and not ok(value, limit):
+                raise ComposerError(f"{value!r} is out of range: must be {text} {limit:g}", source=source, field=field)
+    return value
+
+
+def check_rule_params(rule: registry.RuleEntry, given: Dict[str, Any], source: str, field: str) -> Dict[str, Any]:
+    """Defaults plus ``given``, each validated against the rule's spec."""
+    specs = rule.spec.params
+    out = {}
+    for key in given:
+        if key not in specs:
+            allowed = ", ".join(specs) or "none"
+            raise ComposerError(f"rule '{rule.spec.name}' has no parameter '{key}' (parameters: {allowed})",
+                                source=source, field=f"{field}.{key}", suggestions=closest(key, specs))
+    for key, spec in specs.items():
+        if key in given:
+            out[key] = check_param(spec, given[key], source, f"{field}.{key}")
+        elif spec.required:
+            raise ComposerError(f"rule '{rule.spec.name}' needs parameter '{key}'", source=source, field=field)
+        elif spec.default is not None:
+            out[key] = spec.default
+    return out
+
+
+# --------------------------------------------------------------------------- compiling
+@dataclass(frozen=True)
+class CompiledBinding:
+    """One validated binding: selector, rule, parameters and the hook template."""
+
+    selector: CompiledSelector
+    rule: registry.RuleEntry
+    params: Dict[str, Any]
+    template: Hook
+    source: str
+    field: str
+    optional: bool
+
+    @property
+    def layers_only(self) -> bool:
+        return self.rule.spec.applies_to == "layers"
+
+    def describe(self) -> str:
+        args = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.params.items())
+        return f"{self.rule.spec.name}({args})"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A compiled preset: what :func:`compose` caches. :meth:`composite` makes a fresh Composite."""
+
+    preset: ResolvedPreset
+    params: Dict[str, Any]
+    bindings: Tuple[CompiledBinding, ...]
+    canonizers: Tuple[str, ...]
+    attributor: Tuple[str, Dict[str, Any]]
+    modifiers: Tuple[Tuple[str, Dict[str, Any]], ...]
+
+    @property
+    def name(self) -> str:
+        return self.preset.name
+
+    def assign(self, model: torch.nn.Module) -> List[Tuple[str, torch.nn.Module, CompiledBinding]]:
+        """Which binding each module of ``model`` gets (first match wins); reports unmatched bindings."""
+        layers = relevance_layers(model)
+        index_of = {id(m): i for i, (_, m) in enumerate(layers)}
+        count = len(layers)
+        used = [False] * len(self.bindings)
+        out = []
+        for name, module in model.named_modules():
+            if list(module.children()):
+                continue
+            idx = index_of.get(id(module))
+            for i, binding in enumerate(self.bindings):
+                if binding.layers_only and idx is None:
+                    continue
+                if binding.selector.matches(name, module, idx, count):
+                    used[i] = True
+                    out.append((name, module, binding))
+                    break
+        mode = self.preset.on_unmatched
+        for flag, binding in zip(used, self.bindings):
+            if flag or binding.optional or mode == "ignore":
+                continue
+            text = (f"binding {binding.field} ({binding.describe()}) of preset '{self.name}' matches no "
+                    f"module of {type(model).__name__}")
+            if mode == "error":
+                raise ComposerError(text, source=binding.source, field=binding.field)
+            warnings.warn(f"{binding.source}: {text}", ComposerWarning, stacklevel=3)
+        return out
+
+    def composite(self) -> "PresetComposite":
+        """A fresh zennit Composite for this plan (one per model at a time, as zennit requires)."""
+        return PresetComposite(self)
+
+    def describe(self, model: torch.nn.Module) -> List[Tuple[str, str, str]]:
+        """``(module name, module type, rule)`` for every module the preset hooks in ``model``.
+
+        Example
+        -------
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+        >>> compile_preset("lrpsign_epsilon_0_1").describe(net)[0]
+        ('0', 'Linear', 'sign_mu(mu=0, bias=True)')
+        """
+        return [(n, type(m).__name__, b.describe()) for n, m, b in self.assign(model)]
+
+
+class PresetComposite(Composite):
+    """A :class:`zennit.core.Composite` that applies a compiled preset.
+
+    Positions (first, last, index) need the whole model, so registering first collects the
+    relevance layers once, then hooks each module with a fresh copy of its binding's hook.
+
+    Example
+    -------
+    >>> import torch, zennit.attribution
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    >>> with zennit.attribution.Gradient(net, compose("lrp_epsilon_0_1")) as attributor:
+    ...     out, relevance = attributor(torch.ones(1, 4), torch.eye(2)[[0]])
+    >>> relevance.shape
+    torch.Size([1, 4])
+    """
+
+    def __init__(self, plan: Plan):
+        super().__init__(canonizers=[registry.make_canonizer(n) for n in plan.canonizers])
+        self.plan = plan
+        self.assignments: List[Tuple[str, str]] = []
+
+    def register(self, module: torch.nn.Module):
+        self.remove()
+        try:
+            for canonizer in self.canonizers:
+                self.handles += canonizer.apply(module)
+            assigned = self.plan.assign(module)
+            for name, child, binding in assigned:
+                hook = binding.template.copy()
+                self.hook_refs.add(hook)
+                self.handles.append(hook.register(child))
+        except BaseException:
+            self.remove()
+            raise
+        self.assignments = [(name, binding.describe()) for name, _, binding in assigned]
+
+    def __repr__(self):
+        return f"PresetComposite({self.plan.name!r}, params={self.plan.params!r})"
+
+
+def _compile(resolved: ResolvedPreset, overrides: Dict[str, Any]) -> Plan:
+    params = dict(resolved.params)
+    for key, value in overrides.items():
+        if key not in params:
+            raise ComposerError(
+                f"preset '{resolved.name}' has no parameter '{key}' (parameters: {', '.join(params) or 'none'})",
+                source=resolved.source, field="params", suggestions=closest(key, params))
+        params[key] = value
+    bindings = []
+    for binding, source, fld in resolved.layers:
+        try:
+            rule = registry.get_rule(binding.rule)
+        except ComposerError as err:
+            raise ComposerError(err.message, source=source, field=f"{fld}.rule", suggestions=err.suggestions) from None
+        given = _substitute(binding.with_, params, source, f"{fld}.with")
+        checked = check_rule_params(rule, given, source, f"{fld}.with")
+        selector = compile_selector(binding.select, source, f"{fld}.select")
+        try:
+            template = rule.make_hook(checked)
+        except (TypeError, ValueError) as err:
+            raise ComposerError(f"rule '{rule.spec.name}' rejected its parameters: {err}", source=source,
+                                field=fld) from None
+        bindings.append(CompiledBinding(selector, rule, checked, template, source, fld, binding.optional))
+    for name in resolved.canonizers:
+        registry.make_canonizer(name, resolved.source)
+    from . import methods
+
+    if resolved.attributor is not None:
+        call, source = resolved.attributor
+        attributor = (call.name, methods.check_attributor(
+            call.name, _substitute(call.with_, params, source, "attributor.with"), source))
+    else:
+        attributor = ("gradient", methods.check_attributor("gradient", {"start": "logit"}, resolved.source))
+    modifiers = tuple(
+        (call.name, methods.check_modifier(call.name, _substitute(call.with_, params, source, f"{fld}.with"),
+                                           source, fld))
+        for call, source, fld in resolved.modifiers)
+    return Plan(resolved, params, tuple(bindings), resolved.canonizers, attributor, modifiers)
+
+
+_plan_cache: Dict[Any, Plan] = {}
+_PLAN_CACHE_SIZE = 512
+
+
+def _freeze(value):
+    if isinstance(value, (bool, int, float, str, type(None))):
+        return value
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    raise TypeError("unhashable")
+
+
+def compile_preset(preset: PresetRef, **params) -> Plan:
+    """Validate and compile a preset (name, method name, path or mapping) with parameter overrides.
+
+    Results for names and files are cached, so compiling the same preset and parameters again
+    costs a dictionary look-up.
+
+    Example
+    -------
+    >>> plan = compile_preset("lrp_epsilon", epsilon=0.25)
+    >>> plan.params["epsilon"], plan.bindings[0].describe()
+    (0.25, 'epsilon(epsilon=0.25, bias=True)')
+    """
+    key = None
+    if isinstance(preset, str) and "/" not in preset and not preset.endswith((".yaml", ".yml")):
+        try:  # registered and method names are cached; files may change, mappings are not hashable
+            key = (preset, tuple(sorted((k, _freeze(v)) for k, v in params.items())))
+        except TypeError:
+            key = None
+        plan = _plan_cache.get(key) if key is not None else None
+        if plan is not None:
+            return plan
+    resolved, extra = _resolve_any(preset)
+    plan = _compile(resolved, {**extra, **params})
+    if resolved.abstract:
+        raise ComposerError(f"preset '{resolved.name}' is abstract (a building block for 'extends')",
+                            source=resolved.source, field="abstract")
+    if key is not None:
+        with _cache_lock:
+            if len(_plan_cache) >= _PLAN_CACHE_SIZE:
+                _plan_cache.clear()
+            _plan_cache[key] = plan
+    return plan
+
+
+def _resolve_any(preset: PresetRef) -> Tuple[ResolvedPreset, Dict[str, Any]]:
+    """A preset name, file, mapping, or a SignXAI method name (parsed by :mod:`composer.names`)."""
+    if isinstance(preset, str) and not preset.endswith((".yaml", ".yml")) and "/" not in preset \
+            and not registry.has_preset(preset):
+        from .names import parse_method
+
+        parsed = parse_method(preset)
+        return load_preset(parsed.mapping()), parsed.params
+    return load_preset(preset), {}
+
+
+def compose(preset: PresetRef, **params) -> PresetComposite:
+    """A zennit Composite for a preset, a SignXAI method name, a YAML path or a mapping.
+
+    Parameters override the preset's defaults and are validated against the rules' specs.
+
+    Example
+    -------
+    >>> import torch
+    >>> from zennit.attribution import Gradient
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    >>> composite = compose("lrpz_sequential_composite_a", epsilon=0.1)
+    >>> with Gradient(net, composite) as attributor:
+    ...     _, relevance = attributor(torch.rand(2, 4), torch.eye(2)[[0, 1]])
+    >>> relevance.shape
+    torch.Size([2, 4])
+    """
+    return compile_preset(preset, **params).composite()

@@ -1,0 +1,152 @@
+"""``explain(model, x, method)``: one call for every method of the grid, on a batch."""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Optional, Sequence, Union
+
+import torch
+
+from .compiler import PresetRef, compile_preset
+from .errors import ComposerError
+from .methods import ATTRIBUTORS, MODIFIERS, Backprop
+
+Target = Union[None, int, Sequence[int], torch.Tensor]
+SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+@contextlib.contextmanager
+def model_guard(model: torch.nn.Module):
+    """Run attribution on ``model`` and leave it as it was, also when the body raises.
+
+    Parameters stop requiring gradients for the duration (attribution needs none), and the
+    ``requires_grad`` flags and the train/eval mode of every module are restored afterwards.
+
+    Example
+    -------
+    >>> net = torch.nn.Linear(2, 2)
+    >>> with model_guard(net):
+    ...     net.weight.requires_grad
+    False
+    >>> net.weight.requires_grad
+    True
+    """
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        for m, mode in modes:
+            m.training = mode
+
+
+def _check_input(x) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise ComposerError(f"x must be a torch.Tensor with a batch axis, got {type(x).__name__}")
+    if x.dim() < 2:
+        raise ComposerError(f"x must have a batch axis first, shape (batch, ...); got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ComposerError("x is an empty batch")
+    if x.dtype not in SUPPORTED_DTYPES:
+        raise ComposerError(f"x must be a floating-point tensor (float32, float64, float16, bfloat16); got {x.dtype}")
+    if not torch.isfinite(x).all():
+        raise ComposerError("x contains NaN or infinite values")
+    return x
+
+
+def _check_dtype(model: torch.nn.Module, x: torch.Tensor):
+    param = next(iter(model.parameters()), None)
+    if param is not None and param.dtype != x.dtype:
+        raise ComposerError(f"x is {x.dtype} but the model's parameters are {param.dtype}; convert one of them "
+                            f"(e.g. x.to({param.dtype}) or model.to({x.dtype}))")
+    if param is not None and param.device != x.device:
+        raise ComposerError(f"x is on {x.device} but the model is on {param.device}")
+
+
+def _targets(target: Target, backprop: Backprop, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        logits = backprop.logits(x)
+    classes, n = logits.shape[1], x.shape[0]
+    if target is None:
+        return logits.argmax(1)
+    if isinstance(target, bool):
+        raise ComposerError(f"target must be a class index, got {target!r}")
+    if isinstance(target, int):
+        t = torch.full((n,), target, dtype=torch.long, device=x.device)
+    else:
+        try:
+            t = torch.as_tensor(target, device=x.device)
+        except (TypeError, ValueError):
+            raise ComposerError(f"target must be an int, a sequence of ints or a tensor, got {target!r}") from None
+        if t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
+            raise ComposerError(f"target must hold integer class indices, got dtype {t.dtype}")
+        t = t.long().reshape(-1)
+        if t.numel() == 1:
+            t = t.expand(n)
+        if t.numel() != n:
+            raise ComposerError(f"target has {t.numel()} entries for a batch of {n}")
+    if (t < 0).any() or (t >= classes).any():
+        raise ComposerError(f"target {t.tolist()} out of range for {classes} classes")
+    return t.contiguous()
+
+
+def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: Target = None, *,
+            batch_size: Optional[int] = None, generator: Optional[torch.Generator] = None,
+            seed: Optional[int] = None, **params: Any) -> torch.Tensor:
+    """Attribute the model's output for ``target`` to the input, with any method of the grid.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A classifier returning ``(batch, classes)``. It is left exactly as it was.
+    x : torch.Tensor
+        A batch, ``(N, ...)``. Every sample is explained on its own terms in one pass.
+    method : str, path or mapping
+        A preset name (``lrpz_sequential_composite_a``), a SignXAI method name
+        (``lrpsign_epsilon_0_25_std_x_mu_0_5``, ``gradient_x_sign_mu_neg_0_5``), a YAML file or a mapping.
+    target : int, sequence, tensor or None
+        Class per sample (or one for all); None takes each sample's arg-max.
+    batch_size : int, optional
+        Largest batch the model sees at once (integrated gradients and SmoothGrad expand the batch).
+    generator, seed :
+        Randomness of SmoothGrad / VarGrad; equal seeds give equal results.
+    **params :
+        The method's parameters (``epsilon=0.25``, ``mu=0.5``, ``steps=32``...), validated.
+
+    Returns
+    -------
+    torch.Tensor
+        The attribution, shaped like ``x`` (Grad-CAM: one channel), on ``x``'s device and dtype.
+
+    Example
+    -------
+    >>> net = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    >>> x = torch.randn(5, 8)
+    >>> explain(net, x, "lrpsign_epsilon_0_25_std_x_mu_0_5").shape
+    torch.Size([5, 8])
+    >>> explain(net, x, "gradient_x_sign", target=[0, 1, 2, 0, 1]).shape
+    torch.Size([5, 8])
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise ComposerError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ComposerError(f"batch_size must be a positive integer, got {batch_size!r}")
+    plan = compile_preset(method, **params)
+    x = _check_input(x)
+    _check_dtype(model, x)
+    name, kwargs = plan.attributor
+    if "generator" in kwargs or name in ("smoothgrad", "vargrad"):
+        if generator is None and seed is not None:
+            generator = torch.Generator().manual_seed(int(seed))
+        kwargs = {**kwargs, "generator": generator}
+    backprop = Backprop(model, batch_size)
+    with model_guard(model):
+        t = _targets(target, backprop, x)
+        with plan.composite().context(model):
+            relevance = ATTRIBUTORS[name](backprop, x, t, **kwargs)
+    for mod_name, mod_kwargs in plan.modifiers:
+        relevance = MODIFIERS[mod_name](relevance, x, **mod_kwargs)
+    return relevance.detach().to(dtype=x.dtype)

@@ -1,0 +1,77 @@
+"""Grad-CAM for 2-D images and 1-D signals, with the reference's resizing conventions."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+import zennit.types
+
+from .errors import ComposerError, closest
+from .methods import attributor
+
+
+def _target_layer(model: torch.nn.Module, layer: Optional[str]) -> torch.nn.Module:
+    modules = dict(model.named_modules())
+    if layer is not None:
+        if layer not in modules:
+            raise ComposerError(f"the model has no module named '{layer}'", field="layer",
+                                suggestions=closest(layer, [n for n in modules if n]))
+        return modules[layer]
+    convs = [m for m in modules.values() if isinstance(m, zennit.types.Convolution)]
+    if not convs:
+        raise ComposerError(f"Grad-CAM needs a convolution layer; {type(model).__name__} has none "
+                            "(name another layer with layer=...)")
+    return convs[-1]
+
+
+@attributor("grad_cam")
+def grad_cam(backprop, x: torch.Tensor, target: torch.Tensor, layer: Optional[str] = None,
+             fuse_activation: bool = True, mode: Literal["image", "timeseries"] = "image"):
+    """``ReLU(Σ_k w_k A_k)``, ``w_k`` = mean over positions of ``∂z_c/∂A_k``, scaled to max 1, resized.
+
+    ``layer``: a module name; default the last convolution. With ``fuse_activation`` an activation
+    applied directly to that layer's output is included (Keras fuses it into the layer).
+    ``mode="image"`` resizes with linear interpolation and half-pixel centres (OpenCV's
+    ``INTER_LINEAR``); ``mode="timeseries"`` resamples with ``align_corners=True`` (scipy's
+    ``interp1d`` on ``linspace``). A map whose maximum is 0 stays 0. The result has one channel:
+    ``(N, 1, *spatial)``.
+    """
+    module = _target_layer(backprop.model, layer)
+    found = {}
+
+    def keep_output(mod, inputs, output):
+        found["conv"] = output
+
+    def keep_activation(mod, inputs, output):
+        if fuse_activation and "conv" in found and inputs and inputs[0] is found["conv"]:
+            found["act"] = output
+
+    handles = [module.register_forward_hook(keep_output)]
+    handles += [m.register_forward_hook(keep_activation) for m in backprop.model.modules()
+                if isinstance(m, zennit.types.Activation) and m is not module]
+    try:
+        with torch.enable_grad():
+            xr = x.detach().requires_grad_(True)
+            out = backprop.logits(xr)
+            acts = found.get("act", found.get("conv"))
+            if acts is None:
+                raise ComposerError("the Grad-CAM layer was not used in the forward pass")
+            grad_out = torch.zeros_like(out).scatter_(1, target[:, None], 1.0)
+            (grads,) = torch.autograd.grad(out, acts, grad_out)
+    finally:
+        for h in handles:
+            h.remove()
+    acts = acts.detach()
+    if acts.dim() < 3:
+        raise ComposerError(f"Grad-CAM needs a layer with spatial axes; '{layer}' gives shape {tuple(acts.shape)}")
+    weights = grads.mean(dim=tuple(range(2, grads.dim())), keepdim=True)
+    cam = torch.relu((weights * acts).sum(1, keepdim=True))
+    peak = cam.flatten(1).amax(1).view(-1, *([1] * (cam.dim() - 1)))
+    cam = torch.where(peak > 0, cam / torch.where(peak > 0, peak, torch.ones_like(peak)), torch.zeros_like(cam))
+    size = tuple(x.shape[2:])
+    if cam.dim() == 4:
+        return F.interpolate(cam, size=size, mode="bilinear", align_corners=(mode == "timeseries"))
+    if cam.dim() == 3:
+        return F.interpolate(cam, size=size, mode="linear", align_corners=(mode == "timeseries"))
+    return F.interpolate(cam, size=size, mode="trilinear", align_corners=(mode == "timeseries"))

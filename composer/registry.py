@@ -1,0 +1,294 @@
+"""Names are the public interface: rules, presets and canonizers are found here, and only here.
+
+* Rules come from ``rule_specs/*.yaml`` (each naming a registered hook class), from Python
+  (:func:`register_rule`) and from the ``composer.rules`` entry-point group.
+* Presets come from ``presets/*.yaml`` and from folders added with :func:`register_preset_dir`.
+* Canonizers are zennit's, by name (:data:`CANONIZERS`).
+
+YAML never names a Python import path: a rule spec names a hook registered in
+:mod:`composer.rules` or one of :mod:`zennit.rules`; a preset names rules and canonizers only.
+"""
+from __future__ import annotations
+
+import inspect
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Type, Union
+
+import zennit.rules
+from zennit.canonizers import SequentialMergeBatchNorm
+from zennit.core import Hook
+from zennit.torchvision import ResNetCanonizer, VGGCanonizer
+
+from . import rules as _rules  # noqa: F401  (registers composer's hooks)
+from .errors import ComposerError, closest
+from .rules.base import HOOKS
+from .spec import ParamSpec, RuleSpec, validate_document
+from .yamlio import read_yaml
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _data_dir(name: str) -> Path:
+    """``composer/<name>`` in an installed wheel, else ``<source root>/<name>``."""
+    inside = _PACKAGE / name
+    return inside if inside.is_dir() else _PACKAGE.parent / name
+
+
+PRESET_DIR = _data_dir("presets")
+RULE_SPEC_DIR = _data_dir("rule_specs")
+
+#: canonizer names a preset may use, mapped to zennit canonizer classes
+CANONIZERS: Dict[str, Callable[[], Any]] = {
+    "merge_batchnorm": SequentialMergeBatchNorm,
+    "vgg": VGGCanonizer,
+    "resnet": ResNetCanonizer,
+}
+
+
+@dataclass(frozen=True)
+class RuleEntry:
+    """A registered rule: its spec and the hook class that implements it."""
+
+    spec: RuleSpec
+    hook: Type[Hook]
+    source: str
+
+    def make_hook(self, params: Dict[str, Any]) -> Hook:
+        """A hook template for validated ``params`` (plus the spec's fixed arguments)."""
+        return self.hook(**{**self.spec.fixed, **params})
+
+
+_lock = threading.RLock()
+_rules_by_name: Dict[str, RuleEntry] = {}
+_rules_loaded = False
+_preset_dirs: List[Path] = [PRESET_DIR]
+_preset_index: Optional[Dict[str, Path]] = None
+
+
+def resolve_hook(name: str, source: str = "<rule spec>") -> Type[Hook]:
+    """The hook class a rule spec names: a composer hook, or ``zennit:<Rule>``.
+
+    Example
+    -------
+    >>> resolve_hook("zennit:Pass").__name__, resolve_hook("EpsilonHook").__name__
+    ('Pass', 'EpsilonHook')
+    """
+    if name.startswith("zennit:"):
+        attr = getattr(zennit.rules, name[len("zennit:"):], None)
+        if isinstance(attr, type) and issubclass(attr, Hook):
+            return attr
+        known = [f"zennit:{n}" for n, v in vars(zennit.rules).items() if isinstance(v, type) and issubclass(v, Hook)]
+        raise ComposerError(f"unknown zennit rule '{name}'", source=source, field="hook",
+                            suggestions=closest(name, known))
+    if name in HOOKS:
+        return HOOKS[name]
+    raise ComposerError(f"unknown hook '{name}'; registered: {', '.join(sorted(HOOKS))}", source=source,
+                        field="hook", suggestions=closest(name, HOOKS))
+
+
+def _add_rule(entry: RuleEntry, replace: bool = False):
+    name = entry.spec.name
+    if name in _rules_by_name and not replace:
+        raise ComposerError(f"rule '{name}' is already registered (from {_rules_by_name[name].source})",
+                            source=entry.source)
+    _rules_by_name[name] = entry
+
+
+def load_rule_spec(path: Union[str, Path]) -> RuleEntry:
+    """Read, validate and resolve one rule spec file.
+
+    Example
+    -------
+    >>> load_rule_spec(RULE_SPEC_DIR / "epsilon.yaml").spec.params["epsilon"].default
+    1e-07
+    """
+    doc = read_yaml(path)
+    spec = validate_document(RuleSpec, doc.data, source=str(path), doc=doc)
+    if Path(path).stem != spec.name:
+        raise ComposerError(f"rule '{spec.name}' must live in a file named {spec.name}.yaml", source=str(path),
+                            field="name")
+    return RuleEntry(spec, resolve_hook(spec.hook, str(path)), str(path))
+
+
+def _ensure_rules():
+    global _rules_loaded
+    if _rules_loaded:
+        return
+    with _lock:
+        if _rules_loaded:
+            return
+        for path in sorted(RULE_SPEC_DIR.glob("*.yaml")):
+            _add_rule(load_rule_spec(path), replace=True)
+        _load_entry_points()
+        _rules_loaded = True
+
+
+def _load_entry_points():
+    from importlib.metadata import entry_points
+
+    try:
+        eps = entry_points(group="composer.rules")
+    except TypeError:  # Python < 3.10
+        eps = entry_points().get("composer.rules", [])
+    for ep in eps:
+        obj = ep.load()
+        if isinstance(obj, type) and issubclass(obj, Hook):
+            register_rule(ep.name)(obj)
+        elif callable(obj):
+            obj()  # a function that registers rules itself
+
+
+def _params_from_signature(hook: Type[Hook]) -> Dict[str, ParamSpec]:
+    kinds = {bool: "bool", int: "int", float: "float", str: "str"}
+    params = {}
+    for pname, p in inspect.signature(hook.__init__).parameters.items():
+        if pname == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        default = None if p.default is inspect.Parameter.empty else p.default
+        kind = kinds.get(type(default), "float") if default is not None else "float"
+        params[pname] = ParamSpec(type=kind, default=default, required=default is None)
+    return params
+
+
+def register_rule(name: str, *, params: Optional[Dict[str, dict]] = None, summary: str = "",
+                  fixed: Optional[dict] = None, applies_to: str = "layers", replace: bool = False):
+    """Decorator: register a hook class as rule ``name`` so presets can use it.
+
+    ``params`` maps parameter names to :class:`~composer.spec.ParamSpec` fields; without it they are
+    read from the hook's ``__init__`` signature (type from the default value).
+
+    Example
+    -------
+    >>> from zennit.rules import Epsilon
+    >>> @register_rule("my_epsilon", params={"epsilon": {"type": "float", "default": 0.5, "ge": 0}},
+    ...                replace=True)
+    ... class MyEpsilon(Epsilon):
+    ...     '''zennit's epsilon under a new name.'''
+    >>> get_rule("my_epsilon").spec.params["epsilon"].default
+    0.5
+    """
+    def decorate(hook):
+        if not (isinstance(hook, type) and issubclass(hook, Hook)):
+            raise TypeError(f"register_rule expects a zennit Hook subclass, got {hook!r}")
+        _ensure_rules()
+        spec_params = ({k: ParamSpec(**v) for k, v in params.items()} if params is not None
+                       else _params_from_signature(hook))
+        spec = RuleSpec(name=name, hook=hook.__name__, summary=summary or (hook.__doc__ or name).strip().split("\n")[0],
+                        params=spec_params, fixed=fixed or {}, applies_to=applies_to)
+        with _lock:
+            _add_rule(RuleEntry(spec, hook, f"python:{hook.__module__}.{hook.__qualname__}"), replace=replace)
+        return hook
+    return decorate
+
+
+def get_rule(name: str) -> RuleEntry:
+    """The registered rule ``name``; a misspelt name raises with the closest valid ones.
+
+    Example
+    -------
+    >>> get_rule("stdx_epsilon").spec.params["stdfactor"].default
+    0.25
+    """
+    _ensure_rules()
+    try:
+        return _rules_by_name[name]
+    except KeyError:
+        raise ComposerError(f"unknown rule '{name}'", suggestions=closest(name, _rules_by_name)) from None
+
+
+def list_rules() -> List[str]:
+    """Names of all registered rules, sorted.
+
+    Example
+    -------
+    >>> "sign_mu" in list_rules()
+    True
+    """
+    _ensure_rules()
+    return sorted(_rules_by_name)
+
+
+# --------------------------------------------------------------------------- presets
+def register_preset_dir(path: Union[str, Path]) -> None:
+    """Make every ``*.yaml`` preset in ``path`` available by name (later folders win on clashes).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "my_eps.yaml").write_text("name: my_eps\\nextends: lrp_epsilon\\nparams: {epsilon: 0.5}\\n")
+    >>> register_preset_dir(d); "my_eps" in list_presets()
+    True
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ComposerError("not a folder", source=str(path))
+    global _preset_index
+    with _lock:
+        if path not in _preset_dirs:
+            _preset_dirs.append(path)
+        _preset_index = None
+
+
+def _index() -> Dict[str, Path]:
+    global _preset_index
+    with _lock:
+        if _preset_index is None:
+            index = {}
+            for folder in _preset_dirs:
+                for path in sorted(folder.glob("*.yaml")):
+                    index[path.stem] = path
+            _preset_index = index
+        return _preset_index
+
+
+def preset_path(name: str) -> Path:
+    """The file of registered preset ``name``.
+
+    Example
+    -------
+    >>> preset_path("lrp_epsilon").name
+    'lrp_epsilon.yaml'
+    """
+    try:
+        return _index()[name]
+    except KeyError:
+        raise ComposerError(f"unknown preset '{name}'", suggestions=closest(name, _index())) from None
+
+
+def has_preset(name: str) -> bool:
+    """Whether a preset file of that name is registered."""
+    return name in _index()
+
+
+def list_presets(include_abstract: bool = False) -> List[str]:
+    """Names of the registered presets (without the abstract building blocks unless asked).
+
+    Example
+    -------
+    >>> "lrpz_sequential_composite_a" in list_presets()
+    True
+    """
+    from .compiler import load_preset
+
+    names = sorted(_index())
+    if include_abstract:
+        return names
+    return [n for n in names if not load_preset(n).abstract]
+
+
+def make_canonizer(name: str, source: str = "<preset>", field: str = "canonizers"):
+    """A fresh zennit canonizer for a registered canonizer name.
+
+    Example
+    -------
+    >>> type(make_canonizer("merge_batchnorm")).__name__
+    'SequentialMergeBatchNorm'
+    """
+    try:
+        return CANONIZERS[name]()
+    except KeyError:
+        raise ComposerError(f"unknown canonizer '{name}'; known: {', '.join(CANONIZERS)}", source=source,
+                            field=field, suggestions=closest(name, CANONIZERS)) from None

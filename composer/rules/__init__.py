@@ -1,0 +1,14 @@
+"""Hooks that zennit lacks, written to the reference maths (``../shared/reference/rules.md``).
+
+Each class is registered by name so that ``rule_specs/*.yaml`` can refer to it; zennit's own rules
+are reachable from specs as ``zennit:<Name>``.
+"""
+from .alpha_beta import AlphaBetaHook
+from .base import HOOKS, register_hook, safe_divide, sign_map
+from .epsilon import EpsilonHook
+from .gamma import ReferenceGammaHook
+from .wsquare import WSquareHook
+from .zbox import ZBoxHook
+
+__all__ = ["HOOKS", "register_hook", "safe_divide", "sign_map", "EpsilonHook", "AlphaBetaHook",
+           "ReferenceGammaHook", "WSquareHook", "ZBoxHook"]

@@ -1,0 +1,193 @@
+"""The YAML schema: pydantic models of a rule spec and of a preset.
+
+Both are strict (unknown keys and wrong types are errors) and frozen. :func:`validate_document`
+turns pydantic's errors into one :class:`~composer.errors.ComposerError` that names the file, the
+line and the field path. ``composer schema`` exports :class:`Preset`'s JSON Schema for editors.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, List, Literal, Optional, Tuple, Type, TypeVar, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ComposerError
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
+POSITIONS = ("first", "last", "middle", "all")
+Scalar = Union[bool, int, float, str, None]
+ParamValue = Union[Scalar, List[Scalar]]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- rule specs
+class ParamSpec(_Strict):
+    """One parameter of a rule: its type, default, bounds and meaning."""
+
+    type: Literal["float", "int", "bool", "str", "tensor"] = Field(
+        description="float/int/bool/str, or tensor (a float, or a torch.Tensor passed from Python)")
+    default: Optional[ParamValue] = Field(None, description="value when a preset does not set it")
+    required: bool = Field(False, description="a preset must set it (no default)")
+    ge: Optional[float] = None
+    gt: Optional[float] = None
+    le: Optional[float] = None
+    lt: Optional[float] = None
+    choices: Optional[List[str]] = None
+    description: str = ""
+
+
+class RuleSpec(_Strict):
+    """A relevance rule: which hook implements it and with which parameters."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    hook: str = Field(description="a hook class registered in composer.rules, or 'zennit:<Rule>'")
+    summary: str
+    math: str = Field("", description="the rule's maths (Markdown), shown in the rule reference")
+    reference: str = Field("", description="how the rule relates to the TF reference and to textbook LRP")
+    applies_to: Literal["layers", "any"] = Field(
+        "layers", description="layers: only relevance layers (Linear, Conv); any: any module a selector picks")
+    params: Dict[str, ParamSpec] = Field(default_factory=dict)
+    fixed: Dict[str, ParamValue] = Field(default_factory=dict, description="hook arguments this rule fixes")
+
+
+# --------------------------------------------------------------------------- presets
+class SelectorSpec(_Strict):
+    """Which modules a binding applies to; every key given must hold."""
+
+    position: Optional[Literal["first", "last", "middle", "all"]] = Field(
+        None, description="by position among the model's relevance layers")
+    type: Optional[Union[str, List[str]]] = Field(
+        None, description="a family (conv, dense, activation, batchnorm, avgpool, maxpool, sum) or torch class name")
+    name: Optional[str] = Field(None, description="exact module name, as in model.named_modules()")
+    name_glob: Optional[str] = Field(None, description="fnmatch pattern on the module name")
+    name_regex: Optional[str] = Field(None, description="regular expression, matched in full against the name")
+    index: Optional[Union[int, Tuple[int, int]]] = Field(
+        None, description="index among relevance layers (negative from the end), or an inclusive [start, stop]")
+
+    @model_validator(mode="after")
+    def _not_empty(self):
+        if not self.model_fields_set:
+            raise ValueError("a selector needs at least one key: " + ", ".join(type(self).model_fields))
+        return self
+
+    @field_validator("name_regex")
+    @classmethod
+    def _regex_compiles(cls, value):
+        if value is not None:
+            if len(value) > 500:
+                raise ValueError("regular expression longer than 500 characters")
+            try:
+                re.compile(value)
+            except re.error as err:
+                raise ValueError(f"invalid regular expression: {err}") from None
+        return value
+
+
+Selector = Union[Literal["first", "last", "middle", "all"], SelectorSpec]
+
+
+class Binding(_Strict):
+    """A selector and the rule (with parameters) its modules get."""
+
+    select: Selector
+    rule: str = Field(pattern=NAME_PATTERN)
+    with_: Dict[str, Any] = Field(default_factory=dict, alias="with",
+                                  description="rule parameters; '$name' refers to a preset parameter")
+    optional: bool = Field(False, description="matching no module of a model is expected (no warning)")
+
+
+class NamedCall(_Strict):
+    """A named attributor or modifier with its parameters."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    with_: Dict[str, Any] = Field(default_factory=dict, alias="with")
+
+
+class Preset(_Strict):
+    """A method: layer bindings (LRP), an attributor and output modifiers."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    summary: str = ""
+    abstract: bool = Field(False, description="a building block for 'extends', not a method of its own")
+    extends: Union[str, List[str]] = Field(default_factory=list, description="presets this one builds on")
+    params: Dict[str, Any] = Field(default_factory=dict, description="the method's parameters and defaults")
+    layers: List[Binding] = Field(default_factory=list, description="ordered; the first matching binding wins")
+    canonizers: List[str] = Field(default_factory=list)
+    attributor: Optional[NamedCall] = None
+    modifiers: List[NamedCall] = Field(default_factory=list)
+    on_unmatched: Literal["warn", "error", "ignore"] = Field(
+        "warn", description="what happens when a binding matches no module of a model")
+
+    @property
+    def parents(self) -> List[str]:
+        return [self.extends] if isinstance(self.extends, str) else list(self.extends)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _loc_text(loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            if part in ("str", "SelectorSpec", "literal['first','last','middle','all']") or part.startswith(
+                    ("literal[", "function-after", "tuple[", "list[", "union[", "dict[")):
+                continue
+            part = "with" if part == "with_" else part
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def validate_document(model: Type[M], data: Any, source: str = "<mapping>", doc=None) -> M:
+    """Validate ``data`` against ``model``; errors name the file, line and field.
+
+    Example
+    -------
+    >>> validate_document(Preset, {"name": "p", "layers": [{"select": "all", "rule": "z"}]}).layers[0].rule
+    'z'
+    """
+    if not isinstance(data, dict):
+        raise ComposerError(f"expected a mapping at the top level, got {type(data).__name__}", source=source)
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = tuple(p for p in first["loc"])
+        field = _loc_text(loc)
+        line = doc.line_of([p for p in loc if not (isinstance(p, str) and p.startswith(
+            ("literal[", "function-after", "tuple[", "union[")) or p in ("str", "SelectorSpec"))]) if doc else None
+        msg = first["msg"]
+        if first["type"] == "extra_forbidden":
+            allowed = _allowed_keys(model, loc)
+            key = str(loc[-1]) if loc else "?"
+            from .errors import closest
+            raise ComposerError(f"unknown key '{key}'" + (f"; allowed: {', '.join(allowed)}" if allowed else ""),
+                                source=source, field=field, line=line,
+                                suggestions=closest(key, allowed)) from None
+        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+        raise ComposerError(f"{msg}{more}", source=source, field=field, line=line) from None
+
+
+def _allowed_keys(model, loc) -> List[str]:
+    """Field names allowed at the mapping that ``loc`` points into (best effort)."""
+    current = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or current is None:
+            continue
+        if part in ("SelectorSpec",):
+            current = SelectorSpec
+            continue
+        field = current.model_fields.get(part) or next(
+            (f for f in current.model_fields.values() if f.alias == part), None)
+        if field is None:
+            continue
+        ann = str(field.annotation)
+        current = next((m for m in (Binding, NamedCall, SelectorSpec, ParamSpec) if m.__name__ in ann), None)
+    if current is None:
+        return []
+    return [f.alias or n for n, f in current.model_fields.items()]
