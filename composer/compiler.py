@@ -61,6 +61,33 @@ class ResolvedPreset:
 
 _cache_lock = threading.RLock()
 _load_cache: Dict[Any, ResolvedPreset] = {}
+_documents: Dict[str, Any] = {}  # source file -> parsed document (for line numbers of later errors)
+
+
+def _field_path(field: str) -> Tuple[Union[str, int], ...]:
+    parts: List[Union[str, int]] = []
+    for piece in field.replace("]", "").split("."):
+        for j, sub in enumerate(piece.split("[")):
+            if sub:
+                parts.append(int(sub) if j and sub.lstrip("-").isdigit() else sub)
+    return tuple(parts)
+
+
+def _with_line(err: ComposerError) -> ComposerError:
+    """``err`` with the line of its field, when its source file was read."""
+    doc = _documents.get(err.source or "")
+    if err.line is not None or doc is None:
+        return err
+    line = doc.line_of(_field_path(err.field or ""))
+    return ComposerError(err.message, source=err.source, field=err.field, line=line, suggestions=err.suggestions)
+
+
+def _sibling(name: str, beside: Optional[str]) -> Optional[Path]:
+    """``<name>.yaml`` next to the file that extends it, when that exists and no preset has the name."""
+    if beside is None or beside.startswith("<") or registry.has_preset(name) or "/" in name:
+        return None
+    candidate = Path(beside).parent / f"{name}.yaml"
+    return candidate if candidate.is_file() else None
 
 
 def _read_ref(ref: PresetRef) -> Tuple[Preset, str, Any]:
@@ -84,6 +111,10 @@ def _read_ref(ref: PresetRef) -> Tuple[Preset, str, Any]:
         key = None
     doc = read_yaml(path)
     preset = validate_document(Preset, doc.data, source=str(path), doc=doc)
+    with _cache_lock:
+        if len(_documents) > 1024:
+            _documents.clear()
+        _documents[str(path)] = doc
     if isinstance(ref, str) and not ref.endswith((".yaml", ".yml")) and "/" not in ref and preset.name != ref:
         raise ComposerError(f"the file defines preset '{preset.name}', but its file name says '{ref}'",
                             source=str(path), field="name")
@@ -112,7 +143,7 @@ def load_preset(ref: PresetRef, _chain: Tuple[str, ...] = ()) -> ResolvedPreset:
     parents = []
     for i, parent in enumerate(preset.parents):
         try:
-            parents.append(load_preset(parent, _chain + (preset.name,)))
+            parents.append(load_preset(_sibling(parent, source) or parent, _chain + (preset.name,)))
         except ComposerError as err:
             if err.source is not None:
                 raise
@@ -339,7 +370,7 @@ class PresetComposite(Composite):
         return f"PresetComposite({self.plan.name!r}, params={self.plan.params!r})"
 
 
-def _compile(resolved: ResolvedPreset, overrides: Dict[str, Any]) -> Plan:
+def _compile(resolved: ResolvedPreset, overrides: Dict[str, Any], extra_canonizers: Tuple[str, ...] = ()) -> Plan:
     params = dict(resolved.params)
     for key, value in overrides.items():
         if key not in params:
@@ -362,7 +393,8 @@ def _compile(resolved: ResolvedPreset, overrides: Dict[str, Any]) -> Plan:
             raise ComposerError(f"rule '{rule.spec.name}' rejected its parameters: {err}", source=source,
                                 field=fld) from None
         bindings.append(CompiledBinding(selector, rule, checked, template, source, fld, binding.optional))
-    for name in resolved.canonizers:
+    canonizers = tuple(dict.fromkeys(resolved.canonizers + tuple(extra_canonizers)))
+    for name in canonizers:
         registry.make_canonizer(name, resolved.source)
     from . import methods
 
@@ -376,7 +408,7 @@ def _compile(resolved: ResolvedPreset, overrides: Dict[str, Any]) -> Plan:
         (call.name, methods.check_modifier(call.name, _substitute(call.with_, params, source, f"{fld}.with"),
                                            source, fld))
         for call, source, fld in resolved.modifiers)
-    return Plan(resolved, params, tuple(bindings), resolved.canonizers, attributor, modifiers)
+    return Plan(resolved, params, tuple(bindings), canonizers, attributor, modifiers)
 
 
 _plan_cache: Dict[Any, Plan] = {}
@@ -391,8 +423,10 @@ def _freeze(value):
     raise TypeError("unhashable")
 
 
-def compile_preset(preset: PresetRef, **params) -> Plan:
+def compile_preset(preset: PresetRef, *, canonizers: Optional[List[str]] = None, **params) -> Plan:
     """Validate and compile a preset (name, method name, path or mapping) with parameter overrides.
+
+    ``canonizers`` adds canonizers by name (``merge_batchnorm``, ``vgg``, ``resnet``) to the preset's.
 
     Results for names and files are cached, so compiling the same preset and parameters again
     costs a dictionary look-up.
@@ -404,16 +438,20 @@ def compile_preset(preset: PresetRef, **params) -> Plan:
     (0.25, 'epsilon(epsilon=0.25, bias=True)')
     """
     key = None
+    extra = tuple(canonizers or ())
     if isinstance(preset, str) and "/" not in preset and not preset.endswith((".yaml", ".yml")):
         try:  # registered and method names are cached; files may change, mappings are not hashable
-            key = (preset, tuple(sorted((k, _freeze(v)) for k, v in params.items())))
+            key = (preset, extra, tuple(sorted((k, _freeze(v)) for k, v in params.items())))
         except TypeError:
             key = None
         plan = _plan_cache.get(key) if key is not None else None
         if plan is not None:
             return plan
-    resolved, extra = _resolve_any(preset)
-    plan = _compile(resolved, {**extra, **params})
+    try:
+        resolved, parsed = _resolve_any(preset)
+        plan = _compile(resolved, {**parsed, **params}, extra)
+    except ComposerError as err:
+        raise _with_line(err) from None
     if resolved.abstract:
         raise ComposerError(f"preset '{resolved.name}' is abstract (a building block for 'extends')",
                             source=resolved.source, field="abstract")
@@ -436,10 +474,11 @@ def _resolve_any(preset: PresetRef) -> Tuple[ResolvedPreset, Dict[str, Any]]:
     return load_preset(preset), {}
 
 
-def compose(preset: PresetRef, **params) -> PresetComposite:
+def compose(preset: PresetRef, *, canonizers: Optional[List[str]] = None, **params) -> PresetComposite:
     """A zennit Composite for a preset, a SignXAI method name, a YAML path or a mapping.
 
-    Parameters override the preset's defaults and are validated against the rules' specs.
+    Parameters override the preset's defaults and are validated against the rules' specs;
+    ``canonizers`` adds zennit canonizers by name (e.g. ``["vgg"]`` for a VGG with batch norm).
 
     Example
     -------
@@ -452,4 +491,4 @@ def compose(preset: PresetRef, **params) -> PresetComposite:
     >>> relevance.shape
     torch.Size([2, 4])
     """
-    return compile_preset(preset, **params).composite()
+    return compile_preset(preset, canonizers=canonizers, **params).composite()

@@ -95,7 +95,7 @@ def _targets(target: Target, backprop: Backprop, x: torch.Tensor) -> torch.Tenso
 
 def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: Target = None, *,
             batch_size: Optional[int] = None, generator: Optional[torch.Generator] = None,
-            seed: Optional[int] = None, **params: Any) -> torch.Tensor:
+            seed: Optional[int] = None, canonizers: Optional[Sequence[str]] = None, **params: Any) -> torch.Tensor:
     """Attribute the model's output for ``target`` to the input, with any method of the grid.
 
     Parameters
@@ -113,6 +113,8 @@ def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: 
         Largest batch the model sees at once (integrated gradients and SmoothGrad expand the batch).
     generator, seed :
         Randomness of SmoothGrad / VarGrad; equal seeds give equal results.
+    canonizers : list of str, optional
+        Canonizers to add to the preset's (``merge_batchnorm``, ``vgg``, ``resnet``).
     **params :
         The method's parameters (``epsilon=0.25``, ``mu=0.5``, ``steps=32``...), validated.
 
@@ -134,7 +136,7 @@ def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: 
         raise ComposerError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ComposerError(f"batch_size must be a positive integer, got {batch_size!r}")
-    plan = compile_preset(method, **params)
+    plan = compile_preset(method, canonizers=list(canonizers or ()), **params)
     x = _check_input(x)
     _check_dtype(model, x)
     name, kwargs = plan.attributor

@@ -92,11 +92,39 @@ Selector = Union[Literal["first", "last", "middle", "all"], SelectorSpec]
 class Binding(_Strict):
     """A selector and the rule (with parameters) its modules get."""
 
-    select: Selector
+    select: Selector = Field(description="first | last | middle | all, or a mapping of selector keys")
     rule: str = Field(pattern=NAME_PATTERN)
     with_: Dict[str, Any] = Field(default_factory=dict, alias="with",
                                   description="rule parameters; '$name' refers to a preset parameter")
     optional: bool = Field(False, description="matching no module of a model is expected (no warning)")
+
+    @field_validator("select", mode="before")
+    @classmethod
+    def _selector(cls, value):
+        from .errors import closest
+
+        if isinstance(value, str):
+            if value not in POSITIONS:
+                hint = closest(value, POSITIONS)
+                raise ValueError(f"unknown selector '{value}': use first, last, middle, all or a mapping"
+                                 + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+            return value
+        if isinstance(value, dict):
+            try:
+                return SelectorSpec.model_validate(value)
+            except ValidationError as err:
+                first = err.errors()[0]
+                key = ".".join(str(p) for p in first["loc"])
+                if first["type"] == "extra_forbidden":
+                    keys = list(SelectorSpec.model_fields)
+                    hint = closest(str(first["loc"][-1]), keys)
+                    raise ValueError(f"unknown selector key '{key}' (keys: {', '.join(keys)})"
+                                     + (f" (did you mean '{hint[0]}'?)" if hint else "")) from None
+                msg = first["msg"].removeprefix("Value error, ")
+                raise ValueError(f"{key + ': ' if key else ''}{msg}") from None
+        if isinstance(value, SelectorSpec):
+            return value
+        raise ValueError(f"a selector is a string or a mapping, not {type(value).__name__}")
 
 
 class NamedCall(_Strict):
@@ -156,12 +184,13 @@ def validate_document(model: Type[M], data: Any, source: str = "<mapping>", doc=
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
+        errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")  # unknown keys first
+        first = errors[0]
         loc = tuple(p for p in first["loc"])
         field = _loc_text(loc)
         line = doc.line_of([p for p in loc if not (isinstance(p, str) and p.startswith(
             ("literal[", "function-after", "tuple[", "union[")) or p in ("str", "SelectorSpec"))]) if doc else None
-        msg = first["msg"]
+        msg = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             allowed = _allowed_keys(model, loc)
             key = str(loc[-1]) if loc else "?"
@@ -191,3 +220,17 @@ def _allowed_keys(model, loc) -> List[str]:
     if current is None:
         return []
     return [f.alias or n for n, f in current.model_fields.items()]
+
+
+def preset_json_schema() -> dict:
+    """The JSON Schema of a preset file, for editors (``composer schema`` prints it).
+
+    Example
+    -------
+    >>> preset_json_schema()["title"]
+    'Preset'
+    """
+    schema = Preset.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://github.com/zennit-composer/composer/schema/preset.schema.json"
+    return schema
