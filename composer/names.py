@@ -91,8 +91,7 @@ def _error(name: str, why: str) -> ComposerError:
 
 
 def _split_modifiers(name: str, tokens: List[str]) -> Tuple[List[str], Tuple[Tuple[str, Dict[str, Any]], ...], Dict]:
-    cut = next((i for i in range(len(tokens) - 1)
-                if tokens[i] == "x" and tokens[i + 1] in ("input", "sign") and (i == 0 or tokens[i - 1] != "std")),
+    cut = next((i for i in range(len(tokens)) if tokens[i] == "x" and (i == 0 or tokens[i - 1] != "std")),
                len(tokens))
     stream = _Tokens(name, tokens[cut:])
     modifiers, free = [], {}
