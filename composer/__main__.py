@@ -1,0 +1,4 @@
+"""``python -m composer``."""
+from .cli import main
+
+main()
