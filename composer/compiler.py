@@ -314,9 +314,9 @@ class Plan:
             warnings.warn(f"{binding.source}: {text}", ComposerWarning, stacklevel=3)
         return out
 
-    def composite(self) -> "PresetComposite":
+    def composite(self, elide: bool = True) -> "PresetComposite":
         """A fresh zennit Composite for this plan (one per model at a time, as zennit requires)."""
-        return PresetComposite(self)
+        return PresetComposite(self, elide)
 
     def describe(self, model: torch.nn.Module) -> List[Tuple[str, str, str]]:
         """``(module name, module type, rule)`` for every module the preset hooks in ``model``.
@@ -335,6 +335,8 @@ class PresetComposite(Composite):
 
     Positions (first, last, index) need the whole model, so registering first collects the
     relevance layers once, then hooks each module with a fresh copy of its binding's hook.
+    ReLU ``pass`` hooks that provably equal the plain gradient are left out (see
+    :mod:`composer.elision`; ``elide=False`` keeps them); ``elided`` lists them.
 
     Example
     -------
@@ -346,19 +348,34 @@ class PresetComposite(Composite):
     torch.Size([1, 4])
     """
 
-    def __init__(self, plan: Plan):
+    def __init__(self, plan: Plan, elide: bool = True):
         super().__init__(canonizers=[registry.make_canonizer(n) for n in plan.canonizers])
         self.plan = plan
+        self.elide = elide
         self.assignments: List[Tuple[str, str]] = []
+        self.elided: List[str] = []
 
     def register(self, module: torch.nn.Module):
+        from .elision import inplace_followers, redundant_relu_passes
+        from .rules.epsilon import EpsilonHook
+
         self.remove()
         try:
             for canonizer in self.canonizers:
                 self.handles += canonizer.apply(module)
             assigned = self.plan.assign(module)
+            skip = redundant_relu_passes(module, assigned) if self.elide else set()
+            followers = inplace_followers(module)
+            self.elided = []
             for name, child, binding in assigned:
+                if id(child) in skip:
+                    self.elided.append(name)
+                    continue
                 hook = binding.template.copy()
+                if isinstance(hook, EpsilonHook) and id(child) in followers:
+                    follower = followers[id(child)]
+                    exact = isinstance(follower, torch.nn.ReLU) and id(follower) in skip
+                    hook.relu_overwrites_output, hook.copy_output = exact, not exact
                 self.hook_refs.add(hook)
                 self.handles.append(hook.register(child))
         except BaseException:

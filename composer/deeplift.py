@@ -20,6 +20,7 @@ def deeplift(backprop, x: torch.Tensor, target: torch.Tensor, baseline: Any = "z
     """
     model = backprop.model
     base = _baseline(x, baseline)
+    target = backprop.resolve(x, target)
     activations = [m for m in model.modules() if isinstance(m, zennit.types.Activation)]
     reference = {}  # module -> list of (input, output) at the baseline, in call order
     state = {"phase": "baseline", "calls": {}}

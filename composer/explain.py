@@ -66,30 +66,25 @@ def _check_dtype(model: torch.nn.Module, x: torch.Tensor):
         raise ComposerError(f"x is on {x.device} but the model is on {param.device}")
 
 
-def _targets(target: Target, backprop: Backprop, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        logits = backprop.logits(x)
-    classes, n = logits.shape[1], x.shape[0]
+def _targets(target: Target, n: int, device: torch.device) -> Optional[torch.Tensor]:
+    """Per-sample class indices (validated against the classes in the forward pass), or None."""
     if target is None:
-        return logits.argmax(1)
+        return None
     if isinstance(target, bool):
         raise ComposerError(f"target must be a class index, got {target!r}")
     if isinstance(target, int):
-        t = torch.full((n,), target, dtype=torch.long, device=x.device)
-    else:
-        try:
-            t = torch.as_tensor(target, device=x.device)
-        except (TypeError, ValueError):
-            raise ComposerError(f"target must be an int, a sequence of ints or a tensor, got {target!r}") from None
-        if t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
-            raise ComposerError(f"target must hold integer class indices, got dtype {t.dtype}")
-        t = t.long().reshape(-1)
-        if t.numel() == 1:
-            t = t.expand(n)
-        if t.numel() != n:
-            raise ComposerError(f"target has {t.numel()} entries for a batch of {n}")
-    if (t < 0).any() or (t >= classes).any():
-        raise ComposerError(f"target {t.tolist()} out of range for {classes} classes")
+        return torch.full((n,), target, dtype=torch.long, device=device)
+    try:
+        t = torch.as_tensor(target, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise ComposerError(f"target must be an int, a sequence of ints or a tensor, got {target!r}") from None
+    if t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
+        raise ComposerError(f"target must hold integer class indices, got dtype {t.dtype}")
+    t = t.long().reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(n)
+    if t.numel() != n:
+        raise ComposerError(f"target has {t.numel()} entries for a batch of {n}")
     return t.contiguous()
 
 
@@ -145,8 +140,8 @@ def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: 
             generator = torch.Generator().manual_seed(int(seed))
         kwargs = {**kwargs, "generator": generator}
     backprop = Backprop(model, batch_size)
+    t = _targets(target, x.shape[0], x.device)
     with model_guard(model):
-        t = _targets(target, backprop, x)
         with plan.composite().context(model):
             relevance = ATTRIBUTORS[name](backprop, x, t, **kwargs)
     for mod_name, mod_kwargs in plan.modifiers:

@@ -57,6 +57,7 @@ def grad_cam(backprop, x: torch.Tensor, target: torch.Tensor, layer: Optional[st
             acts = found.get("act", found.get("conv"))
             if acts is None:
                 raise ComposerError("the Grad-CAM layer was not used in the forward pass")
+            target = backprop.checked(target, out)
             grad_out = torch.zeros_like(out).scatter_(1, target[:, None], 1.0)
             (grads,) = torch.autograd.grad(out, acts, grad_out)
     finally:

@@ -126,7 +126,8 @@ class Backprop:
 
     ``start`` is the value the backward pass starts from at the target output: ``"one"`` (the
     gradient of the target logit) or ``"logit"`` (one-hot times the logit, as iNNvestigate's LRP,
-    guided backprop and DeconvNet start).
+    guided backprop and DeconvNet start). A target of ``None`` means each sample's arg-max, read
+    from the same forward pass.
     """
 
     model: torch.nn.Module
@@ -144,21 +145,40 @@ class Backprop:
             raise ComposerError(f"the model's output must be (batch, classes); got {shape}")
         return out
 
-    def gradient(self, x: torch.Tensor, target: torch.Tensor, start: str = "one") -> torch.Tensor:
+    @staticmethod
+    def checked(target: Optional[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
+        """``target`` validated against the output's classes, or the arg-max if None."""
+        if target is None:
+            return out.argmax(1)
+        classes = out.shape[1]
+        if bool(((target < 0) | (target >= classes)).any()):
+            raise ComposerError(f"target {target.tolist()} out of range for {classes} classes")
+        return target
+
+    def resolve(self, x: torch.Tensor, target: Optional[torch.Tensor]) -> torch.Tensor:
+        """Concrete per-sample targets (one no-grad forward when they are the arg-max)."""
+        if target is not None:
+            return target
+        with torch.no_grad():
+            return self.logits(x).argmax(1)
+
+    def gradient(self, x: torch.Tensor, target: Optional[torch.Tensor], start: str = "one") -> torch.Tensor:
         """``d(start · out[target]) / dx`` for a batch, in chunks of ``batch_size`` samples."""
         step = self.batch_size or x.shape[0]
-        parts = [self._gradient(x[i:i + step], target[i:i + step], start) for i in range(0, x.shape[0], step)]
+        parts = [self._gradient(x[i:i + step], None if target is None else target[i:i + step], start)
+                 for i in range(0, x.shape[0], step)]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def _gradient(self, x, target, start):
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             out = self.logits(x)
+            target = self.checked(target, out)
             grad_out = torch.zeros_like(out).scatter_(1, target[:, None], 1.0)
             if start == "logit":
                 grad_out = grad_out * out.detach()
             (grad,) = torch.autograd.grad(out, x, grad_out)
-        return grad.detach()
+        return grad
 
 
 def _per_sample(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -203,6 +223,7 @@ def integrated_gradients(backprop: Backprop, x: torch.Tensor, target: torch.Tens
     if steps < 2:
         raise ComposerError(f"integrated gradients needs steps >= 2, got {steps}")
     base = _baseline(x, baseline)
+    target = backprop.resolve(x, target)
     alphas = torch.linspace(0, 1, steps, dtype=x.dtype, device=x.device).view(-1, 1, *([1] * (x.dim() - 1)))
     path = (base[None] + alphas * (x - base)[None]).reshape(steps * x.shape[0], *x.shape[1:])
     grads = backprop.gradient(path, target.repeat(steps), "one").view(steps, *x.shape)
@@ -212,6 +233,7 @@ def integrated_gradients(backprop: Backprop, x: torch.Tensor, target: torch.Tens
 def _noisy_gradients(backprop, x, target, noise_level, num_samples, generator):
     if num_samples < 1:
         raise ComposerError(f"num_samples must be >= 1, got {num_samples}")
+    target = backprop.resolve(x, target)
     flat = x.flatten(1)
     sigma = _per_sample(x, noise_level * (flat.amax(1) - flat.amin(1)))
     noise = torch.randn((num_samples,) + tuple(x.shape), generator=generator, dtype=torch.float32)

@@ -51,6 +51,9 @@ class RuleSpec(_Strict):
         "layers", description="layers: only relevance layers (Linear, Conv); any: any module a selector picks")
     params: Dict[str, ParamSpec] = Field(default_factory=dict)
     fixed: Dict[str, ParamValue] = Field(default_factory=dict, description="hook arguments this rule fixes")
+    zero_at_zero_input: bool = Field(
+        False, description="the rule gives exactly zero relevance to inputs that are exactly zero (R_in = a * ...); "
+                           "lets the compiler skip redundant pass hooks on ReLUs")
 
 
 # --------------------------------------------------------------------------- presets

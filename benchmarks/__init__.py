@@ -1,0 +1,1 @@
+"""Speed and memory of composer against a plain input gradient and hand-written zennit composites."""
