@@ -357,7 +357,7 @@ class PresetComposite(Composite):
 
     def register(self, module: torch.nn.Module):
         from .elision import inplace_followers, redundant_relu_passes
-        from .rules.epsilon import EpsilonHook
+        from .rules.rescale import RescaleHook
 
         self.remove()
         try:
@@ -372,7 +372,7 @@ class PresetComposite(Composite):
                     self.elided.append(name)
                     continue
                 hook = binding.template.copy()
-                if isinstance(hook, EpsilonHook) and id(child) in followers:
+                if isinstance(hook, RescaleHook) and id(child) in followers:
                     follower = followers[id(child)]
                     exact = isinstance(follower, torch.nn.ReLU) and id(follower) in skip
                     hook.relu_overwrites_output, hook.copy_output = exact, not exact

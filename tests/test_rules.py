@@ -173,3 +173,19 @@ def test_zero_denominators_are_guarded(x):
         layers = [{"select": "all", "rule": rule}]
         got = np.array(explain(net, x, layers))
         assert np.isfinite(got).all(), rule
+
+
+def test_alpha_beta_exact_zero_inhibitory_denominator_with_bias():
+    # a = (1, 0.5) >= 0 takes the fast path; W- a + b = -1 + 1 = 0 exactly with a nonzero bias, where
+    # SafeDivide's huge quotient really moves relevance: the hook must fall back to the four terms
+    layer = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    with torch.no_grad():
+        layer[0].weight.copy_(torch.tensor([[-1.0, 1.0], [0.5, 0.5]])), layer[0].bias.copy_(torch.tensor([1.0, 0.0]))
+    a = np.array([1.0, 0.5])
+    W, b = layer[0].weight.detach().numpy().astype(np.float64), layer[0].bias.detach().numpy().astype(np.float64)
+    z = W @ a + b
+    expected = dense_rule("alpha_beta", a, W, b, np.array([z[0], 0.0]), alpha=2.0, beta=1.0)
+    got = composer.explain(layer, torch.tensor([a.tolist()], dtype=torch.float32),
+                           {"name": "t", "layers": [{"select": "all", "rule": "alpha_beta",
+                                                     "with": {"alpha": 2.0, "beta": 1.0}}]}, target=0)
+    assert got[0].tolist() == pytest.approx(expected.tolist(), rel=1e-5)

@@ -39,7 +39,7 @@ def safe_divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Ten
     >>> safe_divide(torch.tensor([1., 1.]), torch.tensor([0., 2.]))
     tensor([1.0000e+07, 5.0000e-01])
     """
-    return numerator / (denominator + SAFE_DIVIDE_EPS * (denominator == 0).to(denominator.dtype))
+    return numerator / torch.where(denominator == 0, SAFE_DIVIDE_EPS, denominator)
 
 
 def sign_map(x: torch.Tensor, mu: float = 0.0) -> torch.Tensor:
