@@ -3,15 +3,23 @@
     python -m benchmarks.memory MODEL BATCH METHOD [--quick] [--device cuda]   -> prints bytes
 """
 import argparse
-import resource
 import sys
 
 import torch
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * resource.getpagesize()
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak() -> None:
+    """Linux: writing 5 to clear_refs resets the peak resident set (VmHWM) to the current one."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
 
 
 def measure(model_name: str, batch: int, method: str, quick: bool, device: str) -> int:
@@ -34,10 +42,14 @@ def measure(model_name: str, batch: int, method: str, quick: bool, device: str) 
         fn(model, x, target)
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - base
-    before = _rss_bytes()
+    fn(model, x, target)  # warm-up: thread pools and allocator caches are not the method's memory
+    import gc
+
+    gc.collect()
+    _reset_peak()
+    before = _status_bytes("VmRSS")
     fn(model, x, target)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return max(peak - before, 0)
+    return max(_status_bytes("VmHWM") - before, 0)
 
 
 if __name__ == "__main__":

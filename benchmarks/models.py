@@ -21,12 +21,12 @@ def build(name: str, quick: bool):
     import torchvision
 
     torch.manual_seed(0)
-    size = 64 if quick else 224
+    size = 32 if quick else 224
     if name == "vgg16":
         return torchvision.models.vgg16(weights=None).eval(), (3, size, size), []
     if name == "resnet18":
         return torchvision.models.resnet18(weights=None).eval(), (3, size, size), ["resnet"]
     if name == "conv1d":
-        length = 500 if quick else 3000
+        length = 400 if quick else 3000
         return conv1d_net(length).eval(), (1, length), []
     raise ValueError(name)

@@ -28,10 +28,20 @@ ZERO_PRESERVING = (torch.nn.Linear, zennit.types.Convolution, torch.nn.ReLU, zen
                    torch.nn.Dropout2d, torch.nn.Dropout3d, torch.nn.Identity, zennit.layer.Sum)
 
 
+def _zero_preserving(module: torch.nn.Module) -> bool:
+    if isinstance(module, ZERO_PRESERVING):
+        return True
+    if isinstance(module, zennit.types.BatchNorm) and not module.training:
+        # eval-mode batch norm maps 0 to 0 when its mean and bias are 0 (as merging canonizers leave it)
+        mean, bias = module.running_mean, module.bias
+        return (mean is None or not bool(mean.any())) and (bias is None or not bool(bias.any()))
+    return False
+
+
 def redundant_relu_passes(model: torch.nn.Module, assigned: List[Tuple[str, torch.nn.Module, object]]) -> Set[int]:
     """``id``s of the ReLU modules whose ``pass`` hook gives exactly the plain gradient."""
     leaves = [m for _, m in model.named_modules() if not list(m.children())]
-    if not all(isinstance(m, ZERO_PRESERVING) for m in leaves):
+    if not all(_zero_preserving(m) for m in leaves):
         return set()
     rule_of = {id(m): b.rule.spec for _, m, b in assigned}
     position = {id(m): i for i, m in enumerate(leaves)}
@@ -44,7 +54,7 @@ def redundant_relu_passes(model: torch.nn.Module, assigned: List[Tuple[str, torc
         elif isinstance(m, torch.nn.ReLU):
             if spec is not None and spec.name not in ("pass", "zennit_pass"):
                 return set()  # guided backprop and friends: not an LRP composite
-        elif spec is not None and not spec.zero_at_zero_input:
+        elif spec is not None and not spec.zero_at_zero_input and spec.name not in ("pass", "zennit_pass"):
             return set()
     return {id(m) for m in leaves if isinstance(m, torch.nn.ReLU) and position[id(m)] > last_violator
             and rule_of.get(id(m)) is not None}

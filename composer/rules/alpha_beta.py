@@ -13,17 +13,53 @@ def _pos(x):
     return x.clamp(min=0)
 
 
-def linear_map(module, x, weight):
-    """The module's linear map (no bias) with another weight, without running its hooks; None if unknown."""
-    if isinstance(module, torch.nn.Linear):
-        return F.linear(x, weight)
-    if isinstance(module, torch.nn.modules.conv._ConvNd) and not module.transposed:
-        return module._conv_forward(x, weight, None)
-    return None
-
-
 def _neg(x):
     return x.clamp(max=0)
+
+
+_CONV_INPUT_GRAD = {1: torch.nn.grad.conv1d_input, 2: torch.nn.grad.conv2d_input, 3: torch.nn.grad.conv3d_input}
+
+
+def _plain_conv(module) -> bool:
+    return (isinstance(module, torch.nn.modules.conv._ConvNd) and not module.transposed
+            and module.padding_mode == "zeros" and not isinstance(module.padding, str))
+
+
+#: dense weights above this many elements are modified in row blocks, never copied whole (VGG's fc6: 103M)
+BLOCK_ELEMENTS = 1 << 22
+
+
+def _row_blocks(weight):
+    step = max(1, BLOCK_ELEMENTS // max(1, weight[0].numel()))
+    return range(0, weight.shape[0], step), step
+
+
+def linear_map(module, x, weight_fn):
+    """The module's linear map (no bias) with ``weight_fn(W)`` as weight, without running its hooks."""
+    weight = module.weight.detach()
+    if isinstance(module, torch.nn.Linear):
+        if weight.numel() <= BLOCK_ELEMENTS:
+            return F.linear(x, weight_fn(weight))
+        starts, step = _row_blocks(weight)
+        return torch.cat([F.linear(x, weight_fn(weight[i:i + step])) for i in starts], dim=-1)
+    return module._conv_forward(x, weight_fn(weight), None)
+
+
+def transposed_map(module, grad, weight_fn, input_shape):
+    """``weight_fn(W)ᵀ grad``: the VJP of :func:`linear_map` with respect to its input."""
+    weight = module.weight.detach()
+    if isinstance(module, torch.nn.Linear):
+        if weight.numel() <= BLOCK_ELEMENTS:
+            return grad @ weight_fn(weight)
+        starts, step = _row_blocks(weight)
+        out = None
+        for i in starts:
+            part = grad[..., i:i + step] @ weight_fn(weight[i:i + step])
+            out = part if out is None else out.add_(part)
+        return out
+    dims = len(input_shape) - 2
+    return _CONV_INPUT_GRAD[dims](input_shape, weight_fn(weight), grad, module.stride, module.padding,
+                                  module.dilation, module.groups)
 
 
 class AlphaBetaTerms(SafeDivideHook):
@@ -83,12 +119,9 @@ class AlphaBetaHook(RescaleHook):
         super().__init__(alpha=alpha, beta=beta, bias=bias)
 
     def prepare(self, module, a, z):
-        store = self.stored_tensors
-        leaf = a.detach().requires_grad_(True)
-        with torch.enable_grad():
-            z_pos = None if bool((a < 0).any()) else linear_map(module, leaf, module.weight.detach().clamp(min=0))
-        store["general"] = z_pos is None
-        store["leaf"], store["z_pos"] = leaf, z_pos
+        # the fast path needs a >= 0 and a layer whose linear map composer can apply with other weights
+        fast_layer = isinstance(module, torch.nn.Linear) or _plain_conv(module)
+        self.stored_tensors["general"] = not fast_layer or bool((a < 0).any())
 
     def output_gradient(self, module, relevance):
         store = self.stored_tensors
@@ -96,42 +129,61 @@ class AlphaBetaHook(RescaleHook):
             store["relevance"] = relevance
             return torch.zeros_like(relevance)
         alpha, beta, bias = self.kwargs["alpha"], self.kwargs["beta"], self.kwargs["bias"]
-        z, z_pos = self.output_tensor(), store["z_pos"].detach()
+        a, z = self.input_tensor(), self.output_tensor()
         b = bias_like(module, z)
         used_bias = b if (bias and b is not None) else None
-        z_neg = z - z_pos if (bias or b is None) else z - b - z_pos          # W⁻a (+ b when bias)
-        z_act = z_pos + used_bias if used_bias is not None else z_pos        # W⁺a (+ b when bias)
-        s_act = self._quotient(relevance, z_act, used_bias)
-        s_inh = self._quotient(relevance, z_neg, used_bias) if beta else None
+        z_act = linear_map(module, a, _pos)                                    # W⁺a, made when needed
+        z_neg = (z - z_act) if (bias or b is None) else (z - b).sub_(z_act)   # W⁻a (+ b when bias)
+        if used_bias is not None:
+            z_act.add_(used_bias)                                              # W⁺a + b
+        s_act = self._quotient(relevance, z_act, used_bias)                    # in z_act's buffer
+        s_inh = self._quotient(relevance, z_neg, used_bias) if beta else None  # in z_neg's buffer
         if s_act is None or (beta and s_inh is None):  # an exact zero denominator with a bias: four terms
             store["general"], store["relevance"] = True, relevance
             return torch.zeros_like(relevance)
-        if not beta:
-            store["through_positive"] = alpha * s_act
-            return torch.zeros_like(relevance)
-        store["through_positive"] = alpha * s_act + beta * s_inh
-        return -beta * s_inh
+        store["through_positive"] = s_act.mul_(alpha) if not beta else s_act.mul_(alpha).add_(s_inh, alpha=beta)
+        return torch.zeros_like(relevance) if not beta else s_inh.mul_(-beta)
 
     @staticmethod
     def _quotient(relevance, denominator, bias):
-        """``R ⊘ z`` where an exactly-zero ``z`` without bias means every product a_i w_ji is 0: its
-        SafeDivide quotient (R·1e7) moves no relevance, so 0 gives the same result without swamping
-        the other terms of the shared transpose. None when a zero meets a nonzero bias."""
+        """``R ⊘ z`` into ``z``'s buffer. An exactly-zero ``z`` without bias means every product a_i w_ji
+        is 0: its SafeDivide quotient (R·1e7) moves no relevance, so 0 gives the same result without
+        swamping the other terms of the shared transpose. None when a zero meets a nonzero bias."""
         zero = denominator == 0
         if not bool(zero.any()):
-            return relevance / denominator
+            return torch.div(relevance, denominator, out=denominator)
         if bias is not None and bool((zero & (bias != 0)).any()):
             return None
-        return torch.where(zero, 0.0, relevance / torch.where(zero, 1.0, denominator))
+        denominator.masked_fill_(zero, 1.0)
+        return torch.div(relevance, denominator, out=denominator).masked_fill_(zero, 0.0)
 
     def input_relevance(self, module, transposed):
         store = self.stored_tensors
         a = self.input_tensor()
-        if store["general"]:
-            store.pop("leaf", None), store.pop("z_pos", None)
+        if not store["general"]:
+            positive = transposed_map(module, store.pop("through_positive"), _pos, a.shape)
+            return positive.add_(transposed).mul_(a)
+        relevance = store.pop("relevance")
+        if not (isinstance(module, torch.nn.Linear) or _plain_conv(module)):
             terms = AlphaBetaTerms(**self.kwargs)
             terms.stored_tensors["input"] = (a,)
             with torch.enable_grad():
-                return terms.backward(module, (transposed,), (store.pop("relevance"),))[0]
-        (positive,) = torch.autograd.grad(store.pop("z_pos"), store.pop("leaf"), store.pop("through_positive"))
-        return a * (transposed + positive)
+                return terms.backward(module, (transposed,), (relevance,))[0]
+        return self._four_terms(module, a, relevance)
+
+    def _four_terms(self, module, a, relevance):
+        """iNNvestigate's four terms for inputs of both signs, one denominator at a time."""
+        alpha, beta, bias = self.kwargs["alpha"], self.kwargs["beta"], self.kwargs["bias"]
+        a_pos, a_neg = a.clamp(min=0), a.clamp(max=0)
+        b = bias_like(module, relevance) if bias else None
+
+        def part(w_for_pos, w_for_neg):
+            z = linear_map(module, a_pos, w_for_pos).add_(linear_map(module, a_neg, w_for_neg))
+            s = safe_divide(relevance, z if b is None else z.add_(b))
+            return (transposed_map(module, s, w_for_pos, a.shape).mul_(a_pos)
+                    .add_(transposed_map(module, s, w_for_neg, a.shape).mul_(a_neg)))
+
+        out = part(_pos, _neg).mul_(alpha)
+        if beta:
+            out.sub_(part(_neg, _pos).mul_(beta))
+        return out

@@ -95,8 +95,10 @@ class EpsilonHook(RescaleHook):
         if not self.kwargs["bias"]:
             bias = bias_like(module, z)
             z = z - bias if bias is not None else z
-        return relevance / stabilized(z, self.stored_tensors["eps"])
+        denominator = stabilized(z, self.stored_tensors["eps"])
+        return torch.div(relevance, denominator, out=denominator)  # reuse the temporary: one buffer less
 
     def input_relevance(self, module, transposed):
         a = self.input_tensor()
-        return transposed * (sign_map(a, self.kwargs["mu"]) if self.kwargs["sign"] else a)
+        # the transpose is a fresh buffer private to this layer's Identity node: scale it in place
+        return transposed.mul_(sign_map(a, self.kwargs["mu"]) if self.kwargs["sign"] else a)

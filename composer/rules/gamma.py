@@ -1,30 +1,29 @@
 """The reference's four-term LRP-gamma (SignXAI / iNNvestigate ``GammaRule``)."""
 from __future__ import annotations
 
-from zennit.rules import ClampMod, NoMod
+import torch
 
-from .base import SafeDivideHook, register_hook, safe_divide
-
-
-def _pos(x):
-    return x.clamp(min=0)
+from .alpha_beta import _plain_conv, _pos, linear_map, transposed_map
+from .base import register_hook, safe_divide
+from .rescale import RescaleHook, bias_like
 
 
-def _same(x):
-    return x.clone()  # a distinct tensor per term: autograd would sum the gradients of aliased inputs
+def _same(w):
+    return w
 
 
 @register_hook
-class ReferenceGammaHook(SafeDivideHook):
+class ReferenceGammaHook(RescaleHook):
     """``R_in = γ A − B``, iNNvestigate's gamma (not textbook LRP-γ; use ``zennit_gamma`` for that).
 
     ``z1 = (W⁺a⁺ + b⁺) + (Wa + b)``, ``A = a⁺ ⊙ W⁺ᵀ(R⊘z1) + a ⊙ Wᵀ(R⊘z1)``;
     ``z2 = (Wa⁺ + b) + (W⁺a + b⁺)``, ``B = a⁺ ⊙ Wᵀ(R⊘z2) + a ⊙ W⁺ᵀ(R⊘z2)``.
-    For ``a >= 0`` this is ``(γ − 1)`` times textbook LRP-γ with γ = 1.
+    For ``a >= 0`` (after a ReLU) ``z1 = z2 = z + W⁺a + b⁺`` and ``A = B``, so
+    ``R_in = (γ − 1) a ⊙ (Wᵀs + W⁺ᵀs)``: one extra convolution, and the layer's own backward
+    computes ``Wᵀs``. Inputs of both signs take the four terms, one denominator at a time.
 
     Example
     -------
-    >>> import torch
     >>> layer = torch.nn.Linear(1, 1, bias=False); _ = layer.weight.data.fill_(2.)
     >>> handles = ReferenceGammaHook(gamma=0.5).register(layer)
     >>> x = torch.tensor([[1.]], requires_grad=True)
@@ -36,19 +35,48 @@ class ReferenceGammaHook(SafeDivideHook):
     def __init__(self, gamma: float = 0.5, bias: bool = True):
         super().__init__(gamma=gamma, bias=bias)
 
-    def modifiers(self, gamma, bias):
-        zero = None if bias else "bias"
-        pos, same = ClampMod(min=0., zero_params=zero), NoMod(zero_params=zero)
+    def prepare(self, module, a, z):
+        if not (isinstance(module, torch.nn.Linear) or _plain_conv(module)):
+            raise TypeError(f"the reference gamma rule supports Linear and convolution layers, not {type(module).__name__}")
+        self.stored_tensors["general"] = bool((a < 0).any())
 
-        def gradient_mapper(relevance, outputs):
-            s1 = safe_divide(relevance, outputs[0] + outputs[1])
-            s2 = safe_divide(relevance, outputs[2] + outputs[3])
-            return (s1, s1, s2, s2)
+    def _biases(self, module, z):
+        b = bias_like(module, z) if self.kwargs["bias"] else None
+        return b, (b.clamp(min=0) if b is not None else None)
 
-        def reducer(ins, grads):
-            a_term = ins[0] * grads[0] + ins[1] * grads[1]
-            b_term = ins[2] * grads[2] + ins[3] * grads[3]
-            return gamma * a_term - b_term
+    def output_gradient(self, module, relevance):
+        store = self.stored_tensors
+        if store["general"]:
+            store["relevance"] = relevance
+            return torch.zeros_like(relevance)
+        a, z = self.input_tensor(), self.output_tensor()
+        b, b_pos = self._biases(module, z)
+        den = linear_map(module, a, _pos).add_(z)                  # W⁺a + Wa + b
+        if b is None and module.bias is not None:
+            den.sub_(bias_like(module, z))                         # bias=False: drop it from z
+        if b_pos is not None:
+            den.add_(b_pos)
+        store["s"] = safe_divide(relevance, den)
+        return store["s"]                                          # the layer's backward makes Wᵀs
 
-        return dict(input_modifiers=[_pos, _same, _pos, _same], param_modifiers=[pos, same, same, pos],
-                    gradient_mapper=gradient_mapper, reducer=reducer)
+    def input_relevance(self, module, transposed):
+        store = self.stored_tensors
+        a = self.input_tensor()
+        gamma = self.kwargs["gamma"]
+        if not store["general"]:
+            return transposed_map(module, store.pop("s"), _pos, a.shape).add_(transposed).mul_(a).mul_(gamma - 1)
+        relevance = store.pop("relevance")
+        b, b_pos = self._biases(module, relevance)
+        a_pos = a.clamp(min=0)
+
+        def term(x1, w1, b1, x2, w2, b2):
+            z = linear_map(module, x1, w1).add_(linear_map(module, x2, w2))
+            for bias in (b1, b2):
+                if bias is not None:
+                    z.add_(bias)
+            s = safe_divide(relevance, z)
+            return transposed_map(module, s, w1, a.shape).mul_(x1).add_(transposed_map(module, s, w2, a.shape).mul_(x2))
+
+        first = term(a_pos, _pos, b_pos, a, _same, b)      # A
+        second = term(a_pos, _same, b, a, _pos, b_pos)     # B
+        return first.mul_(gamma).sub_(second)

@@ -104,7 +104,9 @@ class RescaleHook(Hook):
         self.tensor_handles.append(output.grad_fn.register_prehook(on_output_gradient))
 
     def backward(self, module, grad_input, grad_output):
-        return (self.input_relevance(module, grad_input[0]),) + tuple(grad_input[1:])
+        relevance = self.input_relevance(module, grad_input[0])
+        self.stored_tensors.clear()  # this layer is done: let its activations go, as autograd does
+        return (relevance,) + tuple(grad_input[1:])
 
 
 def bias_like(module, z: torch.Tensor):
