@@ -214,8 +214,10 @@ def check_param(spec, value, source: str, field: str):
         elif isinstance(value, list):
             try:
                 value = torch.tensor(value, dtype=torch.float32)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RuntimeError, OverflowError):
                 bad = "a number or a (nested) list of numbers"
+        if isinstance(value, torch.Tensor) and not bad and not bool(torch.isfinite(value).all()):
+            raise ComposerError("expected finite values, got a tensor with NaN or infinity", source=source, field=field)
     if bad:
         raise ComposerError(f"expected {bad}, got {value!r}", source=source, field=field)
     if kind in ("float", "int") or (kind == "tensor" and isinstance(value, (int, float))):

@@ -11,15 +11,16 @@ from .errors import ComposerError
 from .methods import ATTRIBUTORS, MODIFIERS, Backprop
 
 Target = Union[None, int, Sequence[int], torch.Tensor]
-SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+SUPPORTED_DTYPES = (torch.float32, torch.float64)
 
 
 @contextlib.contextmanager
 def model_guard(model: torch.nn.Module):
     """Run attribution on ``model`` and leave it as it was, also when the body raises.
 
-    Parameters stop requiring gradients for the duration (attribution needs none), and the
-    ``requires_grad`` flags and the train/eval mode of every module are restored afterwards.
+    Parameters stop requiring gradients for the duration (attribution needs none); the
+    ``requires_grad`` flags, the train/eval mode of every module and every buffer (a training-mode
+    batch norm updates its running statistics in the forward pass) are restored afterwards.
 
     Example
     -------
@@ -32,6 +33,7 @@ def model_guard(model: torch.nn.Module):
     """
     flags = [(p, p.requires_grad) for p in model.parameters()]
     modes = [(m, m.training) for m in model.modules()]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()] if any(m for m, mode in modes if mode) else []
     try:
         for p, _ in flags:
             p.requires_grad_(False)
@@ -41,6 +43,9 @@ def model_guard(model: torch.nn.Module):
             p.requires_grad_(flag)
         for m, mode in modes:
             m.training = mode
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
 
 
 def _check_input(x) -> torch.Tensor:
@@ -50,8 +55,11 @@ def _check_input(x) -> torch.Tensor:
         raise ComposerError(f"x must have a batch axis first, shape (batch, ...); got shape {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise ComposerError("x is an empty batch")
+    if x.dtype in (torch.float16, torch.bfloat16):
+        raise ComposerError(f"{x.dtype} attribution is not supported: LRP's stabilisers (SafeDivide's 1e-7) overflow "
+                            "half precision; run the model and input in float32 (model.float(), x.float())")
     if x.dtype not in SUPPORTED_DTYPES:
-        raise ComposerError(f"x must be a floating-point tensor (float32, float64, float16, bfloat16); got {x.dtype}")
+        raise ComposerError(f"x must be a float32 or float64 tensor, got {x.dtype}")
     if not torch.isfinite(x).all():
         raise ComposerError("x contains NaN or infinite values")
     return x

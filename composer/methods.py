@@ -19,6 +19,9 @@ from .rules.base import sign_map
 
 ATTRIBUTORS: Dict[str, Callable] = {}
 MODIFIERS: Dict[str, Callable] = {}
+#: bounds of attributor and modifier parameters (inclusive): no preset may ask for unbounded work
+BOUNDS = {"steps": (2, 4096), "num_samples": (1, 4096), "noise_level": (0.0, 100.0), "mu": (-1e12, 1e12),
+          "tolerance": (0.0, 1.0)}
 
 
 def attributor(name: str):
@@ -71,6 +74,11 @@ def _check_call(table: Dict[str, Callable], kind: str, name: str, params: Dict[s
             raise ComposerError(f"{kind} '{name}' has no parameter '{key}' (parameters: {', '.join(allowed) or 'none'})",
                                 source=source, field=f"{field}.with.{key}", suggestions=closest(key, allowed))
         _check_type(hints.get(key), value, source, f"{field}.with.{key}")
+        if key in BOUNDS and isinstance(value, (int, float)) and not isinstance(value, bool):
+            low, high = BOUNDS[key]
+            if not low <= value <= high:
+                raise ComposerError(f"{value!r} is out of range: must be within [{low:g}, {high:g}]", source=source,
+                                    field=f"{field}.with.{key}")
     return dict(params)
 
 
@@ -101,8 +109,10 @@ def _check_type(hint, value, source, field):
     if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ComposerError(f"expected an integer, got {value!r}", source=source, field=field)
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ComposerError(f"expected a number, got {value!r}", source=source, field=field)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ComposerError(f"expected a finite number, got {value!r}", source=source, field=field)
     if hint is str and not isinstance(value, str):
         raise ComposerError(f"expected a string, got {value!r}", source=source, field=field)
     if hint is torch.Tensor and not isinstance(value, torch.Tensor):

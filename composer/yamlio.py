@@ -68,8 +68,9 @@ def parse_yaml(text: str, source: str = "<string>") -> _Document:
     """
     if len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
         raise ComposerError(f"file is larger than {MAX_FILE_BYTES} bytes", source=source)
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # the reader rejects non-printable characters already here
         node = loader.get_single_node()
         if node is None:
             raise ComposerError("the file is empty", source=source)
@@ -87,7 +88,8 @@ def parse_yaml(text: str, source: str = "<string>") -> _Document:
     except RecursionError:
         raise ComposerError(f"YAML nests deeper than {MAX_DEPTH} levels", source=source) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return _Document(data, lines, source)
 
 
