@@ -33,7 +33,7 @@ def model_guard(model: torch.nn.Module):
     """
     flags = [(p, p.requires_grad) for p in model.parameters()]
     modes = [(m, m.training) for m in model.modules()]
-    buffers = [(b, b.detach().clone()) for b in model.buffers()] if any(m for m, mode in modes if mode) else []
+    buffers = [(b, b.detach().clone()) for b in model.buffers()] if any(mode for _, mode in modes) else []
     try:
         for p, _ in flags:
             p.requires_grad_(False)
