@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Literal, Optional, Union
 
 import torch
-import torch.nn.functional as F
 
 from .errors import ComposerError, closest
 from .rules.base import sign_map

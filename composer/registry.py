@@ -121,8 +121,8 @@ def _ensure_rules():
             return
         for path in sorted(RULE_SPEC_DIR.glob("*.yaml")):
             _add_rule(load_rule_spec(path), replace=True)
+        _rules_loaded = True  # before the plugins: one that calls register_rule must not load again
         _load_entry_points()
-        _rules_loaded = True
 
 
 def _load_entry_points():
@@ -146,9 +146,11 @@ def _params_from_signature(hook: Type[Hook]) -> Dict[str, ParamSpec]:
     for pname, p in inspect.signature(hook.__init__).parameters.items():
         if pname == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        default = None if p.default is inspect.Parameter.empty else p.default
-        kind = kinds.get(type(default), "float") if default is not None else "float"
-        params[pname] = ParamSpec(type=kind, default=default, required=default is None)
+        if p.default is None:
+            continue  # e.g. zennit's zero_params: left to the hook's own default
+        required = p.default is inspect.Parameter.empty
+        kind = "float" if required else kinds.get(type(p.default), "float")
+        params[pname] = ParamSpec(type=kind, default=None if required else p.default, required=required)
     return params
 
 
@@ -157,7 +159,8 @@ def register_rule(name: str, *, params: Optional[Dict[str, dict]] = None, summar
     """Decorator: register a hook class as rule ``name`` so presets can use it.
 
     ``params`` maps parameter names to :class:`~composer.spec.ParamSpec` fields; without it they are
-    read from the hook's ``__init__`` signature (type from the default value).
+    read from the hook's ``__init__`` signature (type from the default value; parameters whose
+    default is None are left to the hook).
 
     Example
     -------

@@ -39,6 +39,22 @@ def small_cnn():
         torch.nn.Flatten(), torch.nn.Linear(24, 8), torch.nn.ReLU(), torch.nn.Linear(8, 5)).eval()
 
 
+@pytest.fixture(scope="session")
+def vgg16():
+    import torchvision
+
+    torch.manual_seed(0)
+    return torchvision.models.vgg16(weights=None).eval()
+
+
+@pytest.fixture(scope="session")
+def resnet18():
+    import torchvision
+
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(weights=None).eval()
+
+
 @pytest.fixture(autouse=True)
 def _quiet_composer_warnings():
     with warnings.catch_warnings():

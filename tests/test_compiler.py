@@ -1,7 +1,6 @@
 """Selectors, compilation and equivalence with hand-written zennit composites."""
 import pytest
 import torch
-import torchvision
 import zennit.types
 from zennit.attribution import Gradient
 from zennit.composites import (EpsilonAlpha2Beta1, EpsilonPlusFlat, LayerMapComposite,
@@ -12,18 +11,6 @@ import composer
 from composer.compiler import compile_preset
 from composer.rules import AlphaBetaHook, EpsilonHook
 from tests.conftest import assert_state_equal, hooks_left, state_of
-
-
-@pytest.fixture(scope="module")
-def vgg16():
-    torch.manual_seed(0)
-    return torchvision.models.vgg16(weights=None).eval()
-
-
-@pytest.fixture(scope="module")
-def resnet18():
-    torch.manual_seed(0)
-    return torchvision.models.resnet18(weights=None).eval()
 
 
 class Nested(torch.nn.Module):

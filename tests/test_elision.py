@@ -2,7 +2,6 @@
 import pytest
 import torch
 import torchvision
-from zennit.attribution import Gradient
 
 import composer
 from composer.compiler import compile_preset
@@ -10,7 +9,7 @@ from tests.conftest import hooks_left
 
 
 def _attr(model, composite, x, target):
-    with Gradient(model, composite) as attributor:
+    with composite.context(model):
         out = model(x.requires_grad_(True))
         relevance = torch.autograd.grad(out, x, torch.eye(out.shape[1])[target] * out.detach())[0]
     return relevance, list(getattr(composite, "elided", []))

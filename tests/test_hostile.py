@@ -1,6 +1,5 @@
 """Hostile presets and inputs: a corpus of malformed files, fuzzed presets, bounded resources."""
 import json
-import math
 from pathlib import Path
 
 import pytest

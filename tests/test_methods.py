@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import torch
-import torchvision
 
 import composer
 from composer import ComposerError, analyzers
@@ -16,18 +15,6 @@ def conv1d_net():
         torch.nn.Conv1d(1, 4, 7, padding=3), torch.nn.ReLU(), torch.nn.MaxPool1d(4),
         torch.nn.Conv1d(4, 8, 5, padding=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool1d(8),
         torch.nn.Flatten(), torch.nn.Linear(64, 3)).eval()
-
-
-@pytest.fixture(scope="module")
-def vgg16():
-    torch.manual_seed(0)
-    return torchvision.models.vgg16(weights=None).eval()
-
-
-@pytest.fixture(scope="module")
-def resnet18():
-    torch.manual_seed(0)
-    return torchvision.models.resnet18(weights=None).eval()
 
 
 BATCH_METHODS = ["gradient", "gradient_x_sign_mu_neg_0_5", "lrp_epsilon_0_1", "lrpsign_epsilon_0_25_std_x_mu_0_5",
