@@ -189,3 +189,21 @@ def test_alpha_beta_exact_zero_inhibitory_denominator_with_bias():
                            {"name": "t", "layers": [{"select": "all", "rule": "alpha_beta",
                                                      "with": {"alpha": 2.0, "beta": 1.0}}]}, target=0)
     assert got[0].tolist() == pytest.approx(expected.tolist(), rel=1e-5)
+
+
+@pytest.mark.parametrize("rule,params", [("alpha_beta", {"alpha": 2.0, "beta": 1.0}), ("gamma", {"gamma": 0.5})])
+def test_generic_path_equals_explicit_transposes(monkeypatch, rule, params):
+    """Layers without an explicit transpose (transposed or circular convolutions...) run their own forward
+    with modified weights and autograd; forced onto an ordinary convolution it gives the same numbers."""
+    from composer.rules import alpha_beta
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(3, 3, 3),
+                              torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(27, 4))
+    x = torch.rand(2, 2, 5, 5) - 0.3                      # both signs: the four-term path on the first layer
+    preset = {"name": "t", "extends": "lrp_base", "layers": [{"select": "all", "rule": rule, "with": params}]}
+    explicit = composer.explain(net, x, preset, target=1)
+    monkeypatch.setattr(alpha_beta, "_plain_conv", lambda module: False)
+    generic = composer.explain(net, x, preset, target=1)
+    assert torch.allclose(generic, explicit, rtol=1e-5, atol=1e-6)
+    assert hooks_left(net) == 0

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from zennit.rules import ClampMod
+from zennit.core import ParamMod
 
-from .base import SafeDivideHook, register_hook, safe_divide
+from .base import register_hook, safe_divide
 from .rescale import RescaleHook, bias_like
 
 
@@ -34,6 +34,14 @@ def _row_blocks(weight):
     return range(0, weight.shape[0], step), step
 
 
+def _generic_map(module, x, weight_fn):
+    """Any layer: its own ``forward`` (which runs no hooks) with modified weight and no bias."""
+    modifier = ParamMod(lambda param, name: weight_fn(param) if name == "weight" else param, zero_params="bias",
+                        require_params=False)
+    with modifier(module) as modified:
+        return modified.forward(x)
+
+
 def linear_map(module, x, weight_fn):
     """The module's linear map (no bias) with ``weight_fn(W)`` as weight, without running its hooks."""
     weight = module.weight.detach()
@@ -42,12 +50,19 @@ def linear_map(module, x, weight_fn):
             return F.linear(x, weight_fn(weight))
         starts, step = _row_blocks(weight)
         return torch.cat([F.linear(x, weight_fn(weight[i:i + step])) for i in starts], dim=-1)
-    return module._conv_forward(x, weight_fn(weight), None)
+    if _plain_conv(module):
+        return module._conv_forward(x, weight_fn(weight), None)
+    with torch.no_grad():
+        return _generic_map(module, x, weight_fn)
 
 
 def transposed_map(module, grad, weight_fn, input_shape):
     """``weight_fn(W)ᵀ grad``: the VJP of :func:`linear_map` with respect to its input."""
     weight = module.weight.detach()
+    if not (isinstance(module, torch.nn.Linear) or _plain_conv(module)):
+        with torch.enable_grad():
+            probe = torch.zeros(input_shape, dtype=grad.dtype, device=grad.device, requires_grad=True)
+            return torch.autograd.grad(_generic_map(module, probe, weight_fn), probe, grad)[0]
     if isinstance(module, torch.nn.Linear):
         if weight.numel() <= BLOCK_ELEMENTS:
             return grad @ weight_fn(weight)
@@ -62,36 +77,6 @@ def transposed_map(module, grad, weight_fn, input_shape):
                                   module.dilation, module.groups)
 
 
-class AlphaBetaTerms(SafeDivideHook):
-    """The four-term alpha-beta of iNNvestigate, one modified forward pass per term (any input sign)."""
-
-    def __init__(self, alpha: float = 1.0, beta: float = 0.0, bias: bool = True):
-        super().__init__(alpha=alpha, beta=beta, bias=bias)
-
-    def modifiers(self, alpha, beta, bias):
-        zero = None if bias else "bias"
-        pos, neg = ClampMod(min=0., zero_params=zero), ClampMod(max=0., zero_params=zero)
-        # outputs: (a+; W+, b+), (a-; W-, b-)  [activating],  (a+; W-, b-), (a-; W+, b+)  [inhibiting]
-        inputs, params = [_pos, _neg], [pos, neg]
-        if beta:
-            inputs, params = inputs + [_pos, _neg], params + [neg, pos]
-
-        def gradient_mapper(relevance, outputs):
-            s_act = safe_divide(relevance, outputs[0] + outputs[1])
-            if not beta:
-                return (s_act, s_act)
-            s_inh = safe_divide(relevance, outputs[2] + outputs[3])
-            return (s_act, s_act, s_inh, s_inh)
-
-        def reducer(ins, grads):
-            active = ins[0] * grads[0] + ins[1] * grads[1]
-            if not beta:
-                return alpha * active
-            return alpha * active - beta * (ins[2] * grads[2] + ins[3] * grads[3])
-
-        return dict(input_modifiers=inputs, param_modifiers=params, gradient_mapper=gradient_mapper, reducer=reducer)
-
-
 @register_hook
 class AlphaBetaHook(RescaleHook):
     """``R_in = α R_act − β R_inh`` with iNNvestigate's bias handling.
@@ -103,7 +88,9 @@ class AlphaBetaHook(RescaleHook):
 
     For inputs without negative values (every layer after a ReLU) the same numbers come from one
     extra convolution: ``z_inh = z − W⁺a`` and ``R_in = a ⊙ (W⁺ᵀ(α s_act + β s_inh) − β Wᵀ s_inh)``,
-    where the layer's own backward computes ``Wᵀ``. Other inputs take the four-term path.
+    where the layer's own backward computes ``Wᵀ``. Other inputs take the four-term path. Linear
+    layers and zero-padded convolutions use explicit transposes; any other layer (transposed or
+    circular convolutions...) its own ``forward`` with modified weights and autograd.
 
     Example
     -------
@@ -119,9 +106,7 @@ class AlphaBetaHook(RescaleHook):
         super().__init__(alpha=alpha, beta=beta, bias=bias)
 
     def prepare(self, module, a, z):
-        # the fast path needs a >= 0 and a layer whose linear map composer can apply with other weights
-        fast_layer = isinstance(module, torch.nn.Linear) or _plain_conv(module)
-        self.stored_tensors["general"] = not fast_layer or bool((a < 0).any())
+        self.stored_tensors["general"] = bool((a < 0).any())  # the two-term shortcut needs a >= 0
 
     def output_gradient(self, module, relevance):
         store = self.stored_tensors
@@ -163,13 +148,7 @@ class AlphaBetaHook(RescaleHook):
         if not store["general"]:
             positive = transposed_map(module, store.pop("through_positive"), _pos, a.shape)
             return positive.add_(transposed).mul_(a)
-        relevance = store.pop("relevance")
-        if not (isinstance(module, torch.nn.Linear) or _plain_conv(module)):
-            terms = AlphaBetaTerms(**self.kwargs)
-            terms.stored_tensors["input"] = (a,)
-            with torch.enable_grad():
-                return terms.backward(module, (transposed,), (relevance,))[0]
-        return self._four_terms(module, a, relevance)
+        return self._four_terms(module, a, store.pop("relevance"))
 
     def _four_terms(self, module, a, relevance):
         """iNNvestigate's four terms for inputs of both signs, one denominator at a time."""

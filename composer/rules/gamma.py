@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .alpha_beta import _plain_conv, _pos, linear_map, transposed_map
+from .alpha_beta import _pos, linear_map, transposed_map
 from .base import register_hook, safe_divide
 from .rescale import RescaleHook, bias_like
 
@@ -36,8 +36,6 @@ class ReferenceGammaHook(RescaleHook):
         super().__init__(gamma=gamma, bias=bias)
 
     def prepare(self, module, a, z):
-        if not (isinstance(module, torch.nn.Linear) or _plain_conv(module)):
-            raise TypeError(f"the reference gamma rule supports Linear and convolution layers, not {type(module).__name__}")
         self.stored_tensors["general"] = bool((a < 0).any())
 
     def _biases(self, module, z):
