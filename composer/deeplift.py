@@ -6,7 +6,7 @@ from typing import Any
 import torch
 import zennit.types
 
-from .methods import _baseline, attributor
+from .methods import Backprop, _baseline, attributor
 
 
 @attributor("deeplift")
@@ -67,7 +67,8 @@ def deeplift(backprop, x: torch.Tensor, target: torch.Tensor, baseline: Any = "z
         with torch.no_grad():
             backprop.logits(base)
         state["phase"] = "input"
-        grad = backprop.gradient(x, target, "one") if not backprop.batch_size else _unchunked(backprop, x, target)
+        # one pass over the whole batch: the baseline activations above are matched call by call
+        grad = Backprop(model).gradient(x, target, "one")
     finally:
         for h in handles:
             h.remove()
@@ -75,10 +76,3 @@ def deeplift(backprop, x: torch.Tensor, target: torch.Tensor, baseline: Any = "z
             m.inplace = True
     return (x - base) * grad
 
-
-def _unchunked(backprop, x, target):
-    size, backprop.batch_size = backprop.batch_size, None
-    try:
-        return backprop.gradient(x, target, "one")
-    finally:
-        backprop.batch_size = size

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from typing import Any, Optional, Sequence, Union
 
 import torch
@@ -143,7 +144,7 @@ def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: 
     x = _check_input(x)
     _check_dtype(model, x)
     name, kwargs = plan.attributor
-    if "generator" in kwargs or name in ("smoothgrad", "vargrad"):
+    if "generator" in inspect.signature(ATTRIBUTORS[name]).parameters:  # stochastic attributors take one
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(int(seed))
         kwargs = {**kwargs, "generator": generator}

@@ -10,6 +10,7 @@ over the relevance layers only; ``type`` and the name keys may pick any module.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
@@ -37,6 +38,7 @@ FAMILIES = {
 RELEVANCE_TYPES = (torch.nn.Linear, zennit.types.Convolution)
 
 
+@functools.lru_cache(maxsize=1)
 def _known_class_names() -> List[str]:
     names = [n for n, v in vars(torch.nn).items() if isinstance(v, type) and issubclass(v, torch.nn.Module)]
     return names + ["Sum"]
