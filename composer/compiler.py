@@ -18,7 +18,7 @@ from zennit.core import Composite, Hook
 
 from . import registry
 from .errors import ComposerError, closest
-from .selectors import CompiledSelector, compile_selector, relevance_layers
+from .selectors import AFFINE_LAYERS, CompiledSelector, compile_selector, relevance_layers
 from .spec import Binding, NamedCall, Preset, validate_document
 from .yamlio import read_yaml
 
@@ -45,6 +45,8 @@ class ResolvedPreset:
     canonizers: Tuple[str, ...]
     attributor: Optional[Tuple[NamedCall, str]]
     modifiers: Tuple[Tuple[NamedCall, str, str], ...]
+    canonize: bool = True
+    on_uncovered: str = "error"
 
     @property
     def name(self) -> str:
@@ -165,7 +167,10 @@ def load_preset(ref: PresetRef, _chain: Tuple[str, ...] = ()) -> ResolvedPreset:
     modifiers = tuple(m for p in parents for m in p.modifiers) + tuple(
         (m, source, f"modifiers[{i}]") for i, m in enumerate(preset.modifiers))
     sources = (source,) + tuple(s for p in parents for s in p.sources)
-    resolved = ResolvedPreset(preset, source, sources, params, layers, tuple(canonizers), attributor, modifiers)
+    canonize = next((v for v in [preset.canonize] + [p.canonize for p in parents] if v is not None), True)
+    on_uncovered = preset.on_uncovered or next((p.on_uncovered for p in parents), "error")
+    resolved = ResolvedPreset(preset, source, sources, params, layers, tuple(canonizers), attributor, modifiers,
+                              canonize, on_uncovered)
     if key is not None:
         with _cache_lock:
             _load_cache[key] = resolved
@@ -299,7 +304,7 @@ class Plan:
                 continue
             idx = index_of.get(id(module))
             for i, binding in enumerate(self.bindings):
-                if binding.layers_only and idx is None:
+                if binding.layers_only and idx is None and not isinstance(module, AFFINE_LAYERS):
                     continue
                 if binding.selector.matches(name, module, idx, count):
                     used[i] = True
@@ -316,9 +321,18 @@ class Plan:
             warnings.warn(f"{binding.source}: {text}", ComposerWarning, stacklevel=3)
         return out
 
-    def composite(self, elide: bool = True) -> "PresetComposite":
-        """A fresh zennit Composite for this plan (one per model at a time, as zennit requires)."""
-        return PresetComposite(self, elide)
+    def composite(self, elide: bool = True, canonize: Optional[bool] = None,
+                  on_uncovered: Optional[str] = None) -> "PresetComposite":
+        """A fresh zennit Composite for this plan (one per model at a time, as zennit requires).
+
+        ``canonize`` and ``on_uncovered`` override the preset's fields (see :class:`PresetComposite`).
+        """
+        return PresetComposite(self, elide, canonize, on_uncovered)
+
+    @property
+    def is_lrp(self) -> bool:
+        """Whether the preset binds rules to relevance layers (then every operation needs a rule)."""
+        return any(b.layers_only or b.selector.positional for b in self.bindings)
 
     def describe(self, model: torch.nn.Module) -> List[Tuple[str, str, str]]:
         """``(module name, module type, rule)`` for every module the preset hooks in ``model``.
@@ -335,8 +349,17 @@ class Plan:
 class PresetComposite(Composite):
     """A :class:`zennit.core.Composite` that applies a compiled preset.
 
+    With graph canonization (the default, ``canonize: false`` in a preset turns it off), registering
+    on a model hooks its canonical twin (:mod:`composer.graph`): functional activations, residual
+    sums, pooling and flatten calls as modules, batch norms merged by the graph's edges, one module
+    per call. The model itself is only redirected to run the twin until :meth:`remove` (its modules,
+    parameters and state dict are untouched); :func:`composer.explain` hooks a private twin and never
+    touches the model at all.
+
     Positions (first, last, index) need the whole model, so registering first collects the
-    relevance layers once, then hooks each module with a fresh copy of its binding's hook.
+    relevance layers once, then hooks each module with a fresh copy of its binding's hook. For an LRP
+    preset every operation between input and output must carry a rule or be relevance-neutral: what
+    has none raises :class:`ComposerError` (``on_uncovered: error``), warns or is ignored.
     ReLU ``pass`` hooks that provably equal the plain gradient are left out (see
     :mod:`composer.elision`; ``elide=False`` keeps them); ``elided`` lists them.
 
@@ -350,24 +373,43 @@ class PresetComposite(Composite):
     torch.Size([1, 4])
     """
 
-    def __init__(self, plan: Plan, elide: bool = True):
+    def __init__(self, plan: Plan, elide: bool = True, canonize: Optional[bool] = None,
+                 on_uncovered: Optional[str] = None):
         super().__init__(canonizers=[registry.make_canonizer(n) for n in plan.canonizers])
+        if on_uncovered not in (None, "error", "warn", "ignore"):
+            raise ComposerError(f"on_uncovered must be 'error', 'warn' or 'ignore', got {on_uncovered!r}",
+                                suggestions=closest(str(on_uncovered), ["error", "warn", "ignore"]))
+        if canonize is not None and not isinstance(canonize, bool):
+            raise ComposerError(f"canonize must be True or False, got {canonize!r}")
         self.plan = plan
         self.elide = elide
+        self.canonize = plan.preset.canonize if canonize is None else canonize
+        self.on_uncovered = on_uncovered or plan.preset.on_uncovered
         self.assignments: List[Tuple[str, str]] = []
         self.elided: List[str] = []
+        self.uncovered: List[Any] = []
+        self.twin: Optional[torch.nn.Module] = None
 
     def register(self, module: torch.nn.Module):
         from .elision import inplace_followers, redundant_relu_passes
+        from .graph import canonize, graph_info
         from .rules.rescale import RescaleHook
 
         self.remove()
         try:
-            for canonizer in self.canonizers:
-                self.handles += canonizer.apply(module)
-            assigned = self.plan.assign(module)
-            skip = redundant_relu_passes(module, assigned) if self.elide else set()
-            followers = inplace_followers(module)
+            target = module
+            if graph_info(module) is None:
+                if self.canonize:
+                    target = canonize(module, self.plan.canonizers)
+                    self.handles.append(_ForwardRedirect(module, target))
+                else:
+                    for canonizer in self.canonizers:
+                        self.handles += canonizer.apply(module)
+            self.twin = target
+            assigned = self.plan.assign(target)
+            self._check_coverage(target, assigned)
+            skip = redundant_relu_passes(target, assigned) if self.elide else set()
+            followers = inplace_followers(target) if not getattr(graph_info(target), "traced", False) else {}
             self.elided = []
             for name, child, binding in assigned:
                 if id(child) in skip:
@@ -375,9 +417,7 @@ class PresetComposite(Composite):
                     continue
                 hook = binding.template.copy()
                 if isinstance(hook, RescaleHook) and id(child) in followers:
-                    follower = followers[id(child)]
-                    exact = isinstance(follower, torch.nn.ReLU) and id(follower) in skip
-                    hook.relu_overwrites_output, hook.copy_output = exact, not exact
+                    hook.copy_output = True  # an in-place operation will overwrite z: keep a copy
                 self.hook_refs.add(hook)
                 self.handles.append(hook.register(child))
         except BaseException:
@@ -385,8 +425,57 @@ class PresetComposite(Composite):
             raise
         self.assignments = [(name, binding.describe()) for name, _, binding in assigned]
 
+    def _check_coverage(self, twin: torch.nn.Module, assigned) -> None:
+        from .graph import graph_info, uncovered
+
+        if not self.plan.is_lrp or self.on_uncovered == "ignore":
+            self.uncovered = []
+            return
+        info = graph_info(twin)
+        self.uncovered = uncovered(twin, [m for _, m, _ in assigned])
+        model_name = info.model_type if info is not None else type(twin).__name__
+        notes = []
+        if info is not None and not info.traced:
+            notes.append(f"{model_name} could not be traced ({info.trace_error}); it is explained with module "
+                         "hooks, and operations its forward() performs outside modules cannot be checked")
+        if not self.uncovered:
+            if notes:
+                warnings.warn(notes[0], ComposerWarning, stacklevel=4)
+            return
+        shown = [f"  {u}" for u in self.uncovered[:12]]
+        if len(self.uncovered) > 12:
+            shown.append(f"  ... and {len(self.uncovered) - 12} more")
+        text = (f"preset '{self.plan.name}' has no rule for {len(self.uncovered)} operation(s) of {model_name} "
+                "between input and output, so its map would not be LRP:\n" + "\n".join(shown) + "\n"
+                "Bind a rule to them in a preset (select by type or name), keep a custom module whole and give it "
+                "a rule (composer.graph.register_leaf, docs/your-model.md), or accept an approximate map with "
+                "on_uncovered: warn (explain(..., on_uncovered='warn')).")
+        if notes:
+            text += "\n" + notes[0]
+        if self.on_uncovered == "error":
+            raise ComposerError(text, source=self.plan.preset.source, field="on_uncovered")
+        warnings.warn(text, ComposerWarning, stacklevel=4)
+
     def __repr__(self):
         return f"PresetComposite({self.plan.name!r}, params={self.plan.params!r})"
+
+
+class _ForwardRedirect:
+    """Makes ``model(x)`` run the canonical twin until removed (zennit's Composite interface)."""
+
+    def __init__(self, model: torch.nn.Module, twin: torch.nn.Module):
+        self.model = model
+        self.previous = model.__dict__.get("forward")
+        model.forward = twin.forward
+
+    def remove(self):
+        if self.model is None:
+            return
+        if self.previous is not None:
+            self.model.forward = self.previous
+        else:
+            self.model.__dict__.pop("forward", None)
+        self.model = None
 
 
 def _compile(resolved: ResolvedPreset, overrides: Dict[str, Any], extra_canonizers: Tuple[str, ...] = ()) -> Plan:

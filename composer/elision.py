@@ -1,66 +1,87 @@
-"""Which hooks a composite can leave out without changing a single number.
+"""Which hooks a composite can leave out without changing a single number — proven on the graph.
 
 iNNvestigate passes relevance through activations unchanged (the ``pass`` rule). For a ReLU the
 plain gradient differs from ``pass`` only where the ReLU's input is <= 0, i.e. where its output is
-exactly 0. If every rule that later receives that output gives zero relevance to zero inputs
-(``R_in = a ⊙ ...``: epsilon, Z, StdX, alpha-beta, gamma, Z+, norm — ``zero_at_zero_input`` in
-their specs), the relevance there is already 0 and both are the same: the hook can be skipped,
-saving a copy and a backward node per activation. The same fact lets an epsilon-family layer read
-its ``z`` after an in-place ReLU overwrote it with ``max(z, 0)``.
+exactly 0. If the relevance arriving at every zero of the ReLU's output is itself 0, both are the
+same and the hook can be skipped, saving a copy and a backward node per activation.
 
-The analysis is conservative: it only applies to models whose leaf modules are all of kinds known to
-map zeros to zeros (linear layers, convolutions, ReLU, pooling, flatten, dropout, identity, sums),
-and a rule lacking the property makes every ReLU defined before it keep its hook.
+That holds when *every* reader of the ReLU's output, along every path of the canonical twin's
+graph (:mod:`composer.graph`), ends in a rule that gives zero relevance to zero inputs
+(``zero_at_zero_input`` in its spec: epsilon, Z, StdX, alpha-beta, gamma, Z+, norm — so a residual
+sum bound to ``norm`` is fine, a functional ``+`` would not be), passing only through operations
+that keep a zero's relevance zero (max pooling, flatten, reshape, concatenation, indexing, dropout,
+identity, another ReLU bound to ``pass``). A ReLU whose output reaches the model's output, or any
+other operation, keeps its hook. A model without a graph (it could not be traced) elides nothing.
 """
 from __future__ import annotations
 
-from typing import List, Set, Tuple
+import operator
+from typing import Dict, List, Set, Tuple
 
 import torch
-import zennit.layer
+import torch.fx as fx
 import zennit.types
 
-from .selectors import is_relevance_layer
+from .graph.canonical import graph_info
+from .graph.modules import stack_operands
 
-ZERO_PRESERVING = (torch.nn.Linear, zennit.types.Convolution, torch.nn.ReLU, zennit.types.MaxPool,
-                   zennit.types.AvgPool, torch.nn.AdaptiveMaxPool1d, torch.nn.AdaptiveMaxPool2d,
-                   torch.nn.AdaptiveMaxPool3d, torch.nn.Flatten, torch.nn.Dropout, torch.nn.Dropout1d,
-                   torch.nn.Dropout2d, torch.nn.Dropout3d, torch.nn.Identity, zennit.layer.Sum)
-
-
-def _zero_preserving(module: torch.nn.Module) -> bool:
-    if isinstance(module, ZERO_PRESERVING):
-        return True
-    if isinstance(module, zennit.types.BatchNorm) and not module.training:
-        # eval-mode batch norm maps 0 to 0 when its mean and bias are 0 (as merging canonizers leave it)
-        mean, bias = module.running_mean, module.bias
-        return (mean is None or not bool(mean.any())) and (bias is None or not bool(bias.any()))
-    return False
+PASS_RULES = ("pass", "zennit_pass")
+#: modules that keep the relevance of a zero at zero when the gradient crosses them
+ZERO_KEEPING_MODULES = (zennit.types.MaxPool, torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Identity,
+                        torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d)
+ZERO_KEEPING_FUNCTIONS = {torch.cat, torch.concat, torch.stack, operator.getitem, torch.reshape, torch.flatten,
+                          torch.squeeze, torch.unsqueeze, torch.transpose, torch.permute, stack_operands}
+ZERO_KEEPING_METHODS = {"view", "reshape", "flatten", "permute", "transpose", "contiguous", "squeeze", "unsqueeze"}
 
 
 def redundant_relu_passes(model: torch.nn.Module, assigned: List[Tuple[str, torch.nn.Module, object]]) -> Set[int]:
-    """``id``s of the ReLU modules whose ``pass`` hook gives exactly the plain gradient."""
-    leaves = [m for _, m in model.named_modules() if not list(m.children())]
-    if not all(_zero_preserving(m) for m in leaves):
+    """``id``s of the ReLU modules of a canonical twin whose ``pass`` hook gives exactly the plain gradient."""
+    info = graph_info(model)
+    if info is None or not info.traced:
         return set()
     rule_of = {id(m): b.rule.spec for _, m, b in assigned}
-    position = {id(m): i for i, m in enumerate(leaves)}
-    last_violator = -1
-    for m in leaves:
-        spec = rule_of.get(id(m))
-        if is_relevance_layer(m):
-            if spec is None or not spec.zero_at_zero_input:
-                last_violator = position[id(m)]
-        elif isinstance(m, torch.nn.ReLU):
-            if spec is not None and spec.name not in ("pass", "zennit_pass"):
-                return set()  # guided backprop and friends: not an LRP composite
-        elif spec is not None and not spec.zero_at_zero_input and spec.name not in ("pass", "zennit_pass"):
-            return set()
-    return {id(m) for m in leaves if isinstance(m, torch.nn.ReLU) and position[id(m)] > last_violator
-            and rule_of.get(id(m)) is not None}
+    relus = {id(m): m for _, m, _ in assigned if isinstance(m, torch.nn.ReLU)}
+    if any(rule_of[i].name not in PASS_RULES for i in relus):
+        return set()  # guided backprop and friends: not an LRP composite
+    memo: Dict[fx.Node, bool] = {}
+
+    def zero_kept(node: fx.Node) -> bool:
+        """Whether relevance arriving at a zero of ``node``'s output is zero, on every path."""
+        if node not in memo:
+            memo[node] = False  # a cycle cannot happen in a graph; this guards recursion anyway
+            memo[node] = all(reader_keeps_zero(user) for user in node.users)
+        return memo[node]
+
+    def reader_keeps_zero(user: fx.Node) -> bool:
+        if user.op == "call_module":
+            module = model.get_submodule(user.target)
+            spec = rule_of.get(id(module))
+            if spec is not None and spec.name not in PASS_RULES:
+                return bool(spec.zero_at_zero_input)
+            if spec is not None and not isinstance(module, torch.nn.ReLU):
+                return False  # a pass over anything but a ReLU may move relevance onto a zero
+            if spec is None and not isinstance(module, ZERO_KEEPING_MODULES):
+                return False
+            return zero_kept(user)
+        if user.op == "call_function" and user.target in ZERO_KEEPING_FUNCTIONS:
+            return zero_kept(user)
+        if user.op == "call_method" and user.target in ZERO_KEEPING_METHODS:
+            return zero_kept(user)
+        return False
+
+    skip = set()
+    for node in model.graph.nodes:
+        if node.op == "call_module":
+            module = model.get_submodule(node.target)
+            if id(module) in relus and zero_kept(node):
+                skip.add(id(module))
+    return skip
 
 
 def inplace_followers(model: torch.nn.Module) -> dict:
-    """For each leaf module, the leaf right after it in definition order, if that one works in place."""
+    """For each leaf module, the leaf right after it in definition order, if that one works in place.
+
+    Only used on models that could not be traced (a canonical twin works out of place).
+    """
     leaves = [m for _, m in model.named_modules() if not list(m.children())]
     return {id(a): b for a, b in zip(leaves, leaves[1:]) if getattr(b, "inplace", False)}

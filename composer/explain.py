@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import threading
+import warnings
+import weakref
 from typing import Any, Optional, Sequence, Union
 
 import torch
 
-from .compiler import PresetRef, compile_preset
+from . import graph
+from .compiler import ComposerWarning, PresetRef, compile_preset
+from .graph.canonical import graph_info
 from .errors import ComposerError
 from .methods import ATTRIBUTORS, MODIFIERS, Backprop
 
@@ -47,6 +52,31 @@ def model_guard(model: torch.nn.Module):
         with torch.no_grad():
             for b, saved in buffers:
                 b.copy_(saved)
+
+
+def _private_twin(model: torch.nn.Module, plan, canonize: Optional[bool]) -> Optional[torch.nn.Module]:
+    """The model's canonical twin (LRP presets, Grad-CAM) or structural copy; None if it cannot be copied."""
+    if canonize is not None and not isinstance(canonize, bool):
+        raise ComposerError(f"canonize must be True or False, got {canonize!r}")
+    use_graph = (plan.preset.canonize if canonize is None else canonize) and bool(
+        plan.bindings or plan.attributor[0] == "grad_cam")
+    try:
+        return graph.canonize(model, plan.canonizers) if use_graph else graph.structural_copy(model)
+    except ComposerError:
+        raise
+    except Exception as err:  # noqa: BLE001 - deepcopy of a module holding something uncopyable
+        warnings.warn(f"{type(model).__name__} cannot be copied ({type(err).__name__}: {err}); composer hooks the "
+                      "model itself, one call at a time, and restores it afterwards", ComposerWarning, stacklevel=3)
+        return None
+
+
+_model_locks: "weakref.WeakKeyDictionary[torch.nn.Module, threading.Lock]" = weakref.WeakKeyDictionary()
+_locks_lock = threading.Lock()
+
+
+def _lock_of(model: torch.nn.Module) -> threading.Lock:
+    with _locks_lock:
+        return _model_locks.setdefault(model, threading.Lock())
 
 
 def _check_input(x) -> torch.Tensor:
@@ -99,13 +129,17 @@ def _targets(target: Target, n: int, device: torch.device) -> Optional[torch.Ten
 
 def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: Target = None, *,
             batch_size: Optional[int] = None, generator: Optional[torch.Generator] = None,
-            seed: Optional[int] = None, canonizers: Optional[Sequence[str]] = None, **params: Any) -> torch.Tensor:
+            seed: Optional[int] = None, canonizers: Optional[Sequence[str]] = None,
+            canonize: Optional[bool] = None, on_uncovered: Optional[str] = None, **params: Any) -> torch.Tensor:
     """Attribute the model's output for ``target`` to the input, with any method of the grid.
 
     Parameters
     ----------
     model : torch.nn.Module
-        A classifier returning ``(batch, classes)``. It is left exactly as it was.
+        A classifier returning ``(batch, classes)``. It is never modified, hooked or switched to
+        another mode: composer explains a private twin of it (same weights, its own modules) in
+        eval mode, so dropout and batch statistics never enter a map, and concurrent calls on one
+        model from several threads are safe.
     x : torch.Tensor
         A batch, ``(N, ...)``. Every sample is explained on its own terms in one pass.
     method : str, path or mapping
@@ -118,7 +152,15 @@ def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: 
     generator, seed :
         Randomness of SmoothGrad / VarGrad; equal seeds give equal results.
     canonizers : list of str, optional
-        Canonizers to add to the preset's (``merge_batchnorm``, ``vgg``, ``resnet``).
+        zennit canonizers to add to the preset's (``merge_batchnorm``, ``vgg``, ``resnet``); graph
+        canonization makes them unnecessary.
+    canonize : bool, optional
+        Override the preset's ``canonize`` (default True): LRP presets and Grad-CAM see the model's
+        canonical twin — functional calls as modules, batch norms merged by the graph's edges, one
+        module per call, nothing in place (``docs/your-model.md``).
+    on_uncovered : ``"error"``, ``"warn"`` or ``"ignore"``, optional
+        Override the preset's ``on_uncovered`` (default ``"error"``): what happens when an LRP preset
+        has no rule for an operation between input and output (a LayerNorm, an elementwise product...).
     **params :
         The method's parameters (``epsilon=0.25``, ``mu=0.5``, ``steps=32``...), validated.
 
@@ -148,11 +190,18 @@ def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: 
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(int(seed))
         kwargs = {**kwargs, "generator": generator}
-    backprop = Backprop(model, batch_size)
     t = _targets(target, x.shape[0], x.device)
-    with model_guard(model):
-        with plan.composite().context(model):
-            relevance = ATTRIBUTORS[name](backprop, x, t, **kwargs)
+    twin = _private_twin(model, plan, canonize)
+    if twin is None:  # the model cannot be copied: hook it, one call at a time, and restore it
+        with _lock_of(model), model_guard(model):
+            model.eval()
+            with plan.composite(canonize=False, on_uncovered=on_uncovered).context(model):
+                relevance = ATTRIBUTORS[name](Backprop(model, batch_size), x, t, **kwargs)
+    else:
+        composite = plan.composite(canonize=None if graph_info(twin) is not None else False,
+                                   on_uncovered=on_uncovered)
+        with composite.context(twin):
+            relevance = ATTRIBUTORS[name](Backprop(twin, batch_size), x, t, **kwargs)
     for mod_name, mod_kwargs in plan.modifiers:
         relevance = MODIFIERS[mod_name](relevance, x, **mod_kwargs)
     return relevance.detach().to(dtype=x.dtype)

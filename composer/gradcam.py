@@ -5,19 +5,31 @@ from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
+import zennit.layer
 import zennit.types
 
 from .errors import ComposerError, closest
+from .graph.canonical import graph_info
+from .graph.modules import stack_operands
 from .methods import attributor
+from .selectors import ElementwiseActivation
 
 
-def _target_layer(model: torch.nn.Module, layer: Optional[str]) -> torch.nn.Module:
+def _target_layer(model: torch.nn.Module, layer: Optional[str], fuse_activation: bool) -> torch.nn.Module:
+    """The module whose output Grad-CAM weighs: the one named, or the default described in :func:`grad_cam`."""
     modules = dict(model.named_modules())
+    info = graph_info(model)
     if layer is not None:
-        if layer not in modules:
+        name = layer
+        if info is not None:  # a merged batch norm's output is its layer's; a shared module's last call
+            name = info.aliases.get(name, name)
+            name = info.sites.get(name, [name])[-1]
+        if name not in modules:
             raise ComposerError(f"the model has no module named '{layer}'", field="layer",
                                 suggestions=closest(layer, [n for n in modules if n]))
-        return modules[layer]
+        return modules[name]
+    if info is not None and info.traced:
+        return model.get_submodule(_graph_default(model, fuse_activation).target)
     convs = [m for m in modules.values() if isinstance(m, zennit.types.Convolution)]
     if not convs:
         raise ComposerError(f"Grad-CAM needs a convolution layer; {type(model).__name__} has none "
@@ -25,19 +37,42 @@ def _target_layer(model: torch.nn.Module, layer: Optional[str]) -> torch.nn.Modu
     return convs[-1]
 
 
+def _graph_default(model, fuse_activation: bool):
+    """The last convolution's node, followed while its only reader is its batch norm, activation,
+    residual sum or concatenation: the activated feature map the reference's fused layer outputs."""
+    convs = [n for n in model.graph.nodes if n.op == "call_module"
+             and isinstance(model.get_submodule(n.target), zennit.types.Convolution)]
+    if not convs:
+        raise ComposerError(f"Grad-CAM needs a convolution layer; {model.composer_graph.model_type} has none "
+                            "(name another layer with layer=...)")
+    node = last = convs[-1]
+    follow = (zennit.types.BatchNorm, zennit.layer.Sum) + ((ElementwiseActivation,) if fuse_activation else ())
+    while len(node.users) == 1:
+        (user,) = node.users
+        if user.op == "call_module" and isinstance(model.get_submodule(user.target), follow):
+            node = last = user
+        elif user.op == "call_function" and user.target in (stack_operands, torch.cat):
+            node = user
+        else:
+            break
+    return last
+
+
 @attributor("grad_cam")
 def grad_cam(backprop, x: torch.Tensor, target: torch.Tensor, layer: Optional[str] = None,
              fuse_activation: bool = True, mode: Literal["image", "timeseries"] = "image"):
     """``ReLU(Σ_k w_k A_k)``, ``w_k`` = mean over positions of ``∂z_c/∂A_k``, scaled to max 1, resized.
 
-    ``layer``: a module name; default the last convolution. With ``fuse_activation`` an activation
-    applied directly to that layer's output is included (Keras fuses it into the layer).
+    ``layer``: a module name of the model; default the last convolution's output as the graph uses it:
+    after its batch norm, residual sum and (with ``fuse_activation``, as Keras fuses it into the
+    layer) activation. With ``fuse_activation`` an activation applied directly to a named layer's
+    output is included too.
     ``mode="image"`` resizes with linear interpolation and half-pixel centres (OpenCV's
     ``INTER_LINEAR``); ``mode="timeseries"`` resamples with ``align_corners=True`` (scipy's
     ``interp1d`` on ``linspace``). A map whose maximum is 0 stays 0. The result has one channel:
     ``(N, 1, *spatial)``.
     """
-    module = _target_layer(backprop.model, layer)
+    module = _target_layer(backprop.model, layer, fuse_activation)
     found = {}
 
     def keep_output(mod, inputs, output):

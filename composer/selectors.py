@@ -20,28 +20,40 @@ import zennit.layer
 import zennit.types
 
 from .errors import ComposerError, closest
+from .graph.modules import ElementwiseConstant, Mean
 from .spec import SelectorSpec
 
 #: type families a selector may name, mapped to the classes they cover
+class ElementwiseActivation(metaclass=zennit.types.SubclassMeta):
+    """zennit's activations, less ``MultiheadAttention`` (which zennit counts among them, but which mixes
+    its inputs: passing relevance through it unchanged would hide that no rule covers attention)."""
+
+    __subclass__ = tuple(c for c in zennit.types.Activation.__subclass__ if c is not torch.nn.MultiheadAttention)
+
+
 FAMILIES = {
     "conv": (zennit.types.Convolution,),
     "dense": (torch.nn.Linear,),
     "linear": (torch.nn.Linear,),
-    "activation": (zennit.types.Activation,),
+    "activation": (ElementwiseActivation,),
     "batchnorm": (zennit.types.BatchNorm,),
-    "avgpool": (zennit.types.AvgPool,),
+    "avgpool": (zennit.types.AvgPool, Mean),
     "maxpool": (zennit.types.MaxPool,),
     "sum": (zennit.layer.Sum,),
+    "elementwise": (ElementwiseConstant,),
 }
 
 #: what counts as a relevance layer
 RELEVANCE_TYPES = (torch.nn.Linear, zennit.types.Convolution)
+#: affine layers that layer rules may be bound to by type, though positions do not count them
+#: (a batch norm that graph canonization could not merge into the layer before it)
+AFFINE_LAYERS = (zennit.types.BatchNorm,)
 
 
 @functools.lru_cache(maxsize=1)
 def _known_class_names() -> List[str]:
     names = [n for n, v in vars(torch.nn).items() if isinstance(v, type) and issubclass(v, torch.nn.Module)]
-    return names + ["Sum"]
+    return names + ["Sum", "Mean", "ElementwiseConstant"]
 
 
 def is_relevance_layer(module: torch.nn.Module) -> bool:

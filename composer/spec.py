@@ -151,6 +151,12 @@ class Preset(_Strict):
     modifiers: List[NamedCall] = Field(default_factory=list)
     on_unmatched: Literal["warn", "error", "ignore"] = Field(
         "warn", description="what happens when a binding matches no module of a model")
+    canonize: Optional[bool] = Field(
+        None, description="explain a canonical twin of the model (functional calls as modules, batch norms "
+                          "merged, one module per call); default true, inherited through 'extends'")
+    on_uncovered: Optional[Literal["error", "warn", "ignore"]] = Field(
+        None, description="what happens when an operation between input and output has no rule "
+                          "(LRP presets); default error, inherited through 'extends'")
 
     @property
     def parents(self) -> List[str]:

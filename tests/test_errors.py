@@ -74,7 +74,7 @@ def test_unknown_names_suggest_the_closest():
 
 
 def test_unmatched_binding_warns_or_errors_as_declared(small_mlp):
-    preset = {"name": "w", "layers": [{"select": {"type": "conv"}, "rule": "z"}]}
+    preset = {"name": "w", "layers": [{"select": {"type": "conv"}, "rule": "z"}], "on_uncovered": "ignore"}
     with pytest.warns(ComposerWarning, match="matches no module"):
         composer.explain(small_mlp, torch.ones(1, 6), preset)
     with pytest.raises(ComposerError, match="matches no module"):

@@ -65,7 +65,7 @@ def valid_presets(draw):
         rule = draw(st.sampled_from(sorted(RULES)))
         params = {k: draw(v) for k, v in RULES[rule].items() if draw(st.booleans())}
         layers.append({"select": draw(SELECTORS), "rule": rule, "with": params})
-    preset = {"name": "fuzz", "layers": layers, "on_unmatched": "ignore"}
+    preset = {"name": "fuzz", "layers": layers, "on_unmatched": "ignore", "on_uncovered": "ignore"}
     if draw(st.booleans()):
         preset["extends"] = draw(st.sampled_from(["lrp_base", "lrpz", "lrpsign", "lrp_epsilon", "gradient"]))
     if draw(st.booleans()):
@@ -86,7 +86,7 @@ JUNK = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10*
                                                st.dictionaries(st.text(max_size=8), children, max_size=4)),
                     max_leaves=12)
 KEYS = ["name", "summary", "extends", "params", "layers", "canonizers", "attributor", "modifiers", "on_unmatched",
-        "abstract", "select", "rule", "with", "optional", "typo"]
+        "canonize", "on_uncovered", "abstract", "select", "rule", "with", "optional", "typo"]
 
 
 @st.composite

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from zennit.core import ParamMod
 
 from .base import register_hook, safe_divide
-from .rescale import RescaleHook, bias_like
+from .rescale import RescaleHook, bias_like, divide
 
 
 def _pos(x):
@@ -105,16 +105,16 @@ class AlphaBetaHook(RescaleHook):
     def __init__(self, alpha: float = 1.0, beta: float = 0.0, bias: bool = True):
         super().__init__(alpha=alpha, beta=beta, bias=bias)
 
-    def prepare(self, module, a, z):
-        self.stored_tensors["general"] = bool((a < 0).any())  # the two-term shortcut needs a >= 0
+    def prepare(self, state, module, a, z):
+        state["general"] = bool((a < 0).any())  # the two-term shortcut needs a >= 0
 
-    def output_gradient(self, module, relevance):
-        store = self.stored_tensors
+    def output_gradient(self, state, module, relevance):
+        store = state
         if store["general"]:
             store["relevance"] = relevance
             return torch.zeros_like(relevance)
         alpha, beta, bias = self.kwargs["alpha"], self.kwargs["beta"], self.kwargs["bias"]
-        a, z = self.input_tensor(), self.output_tensor()
+        a, z = state.input(), state.output()
         b = bias_like(module, z)
         used_bias = b if (bias and b is not None) else None
         z_act = linear_map(module, a, _pos)                                    # W⁺a, made when needed
@@ -136,15 +136,15 @@ class AlphaBetaHook(RescaleHook):
         swamping the other terms of the shared transpose. None when a zero meets a nonzero bias."""
         zero = denominator == 0
         if not bool(zero.any()):
-            return torch.div(relevance, denominator, out=denominator)
+            return divide(relevance, denominator)
         if bias is not None and bool((zero & (bias != 0)).any()):
             return None
         denominator.masked_fill_(zero, 1.0)
-        return torch.div(relevance, denominator, out=denominator).masked_fill_(zero, 0.0)
+        return divide(relevance, denominator).masked_fill(zero, 0.0)
 
-    def input_relevance(self, module, transposed):
-        store = self.stored_tensors
-        a = self.input_tensor()
+    def input_relevance(self, state, module, transposed):
+        store = state
+        a = state.input()
         if not store["general"]:
             positive = transposed_map(module, store.pop("through_positive"), _pos, a.shape)
             return positive.add_(transposed).mul_(a)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from .base import SAFE_DIVIDE_EPS, register_hook, sign_map
-from .rescale import RescaleHook, bias_like
+from .rescale import RescaleHook, bias_like, divide
 
 
 def stabilized(z: torch.Tensor, eps) -> torch.Tensor:
@@ -83,22 +83,22 @@ class EpsilonHook(RescaleHook):
                  bias: bool = True):
         super().__init__(epsilon=epsilon, stdfactor=stdfactor, sign=sign, mu=mu, bias=bias)
 
-    def prepare(self, module, a, z):
+    def prepare(self, state, module, a, z):
         eps = self.kwargs["epsilon"]
         if self.kwargs["stdfactor"]:
             std = a.flatten(1).std(dim=1, unbiased=False).view(-1, *([1] * (z.dim() - 1)))
             eps = eps + self.kwargs["stdfactor"] * std
-        self.stored_tensors["eps"] = eps
+        state["eps"] = eps
 
-    def output_gradient(self, module, relevance):
-        z = self.output_tensor()
+    def output_gradient(self, state, module, relevance):
+        z = state.output()
         if not self.kwargs["bias"]:
             bias = bias_like(module, z)
             z = z - bias if bias is not None else z
-        denominator = stabilized(z, self.stored_tensors["eps"])
-        return torch.div(relevance, denominator, out=denominator)  # reuse the temporary: one buffer less
+        return divide(relevance, stabilized(z, state["eps"]))  # reuse the temporary: one buffer less
 
-    def input_relevance(self, module, transposed):
-        a = self.input_tensor()
+    def input_relevance(self, state, module, transposed):
+        a = state.input()
         # the transpose is a fresh buffer private to this layer's Identity node: scale it in place
-        return transposed.mul_(sign_map(a, self.kwargs["mu"]) if self.kwargs["sign"] else a)
+        factor = sign_map(a, self.kwargs["mu"]) if self.kwargs["sign"] else a
+        return transposed * factor if transposed.requires_grad else transposed.mul_(factor)

@@ -35,19 +35,19 @@ class ReferenceGammaHook(RescaleHook):
     def __init__(self, gamma: float = 0.5, bias: bool = True):
         super().__init__(gamma=gamma, bias=bias)
 
-    def prepare(self, module, a, z):
-        self.stored_tensors["general"] = bool((a < 0).any())
+    def prepare(self, state, module, a, z):
+        state["general"] = bool((a < 0).any())
 
     def _biases(self, module, z):
         b = bias_like(module, z) if self.kwargs["bias"] else None
         return b, (b.clamp(min=0) if b is not None else None)
 
-    def output_gradient(self, module, relevance):
-        store = self.stored_tensors
+    def output_gradient(self, state, module, relevance):
+        store = state
         if store["general"]:
             store["relevance"] = relevance
             return torch.zeros_like(relevance)
-        a, z = self.input_tensor(), self.output_tensor()
+        a, z = state.input(), state.output()
         b, b_pos = self._biases(module, z)
         den = linear_map(module, a, _pos).add_(z)                  # W⁺a + Wa + b
         if b is None and module.bias is not None:
@@ -57,9 +57,9 @@ class ReferenceGammaHook(RescaleHook):
         store["s"] = safe_divide(relevance, den)
         return store["s"]                                          # the layer's backward makes Wᵀs
 
-    def input_relevance(self, module, transposed):
-        store = self.stored_tensors
-        a = self.input_tensor()
+    def input_relevance(self, state, module, transposed):
+        store = state
+        a = state.input()
         gamma = self.kwargs["gamma"]
         if not store["general"]:
             return transposed_map(module, store.pop("s"), _pos, a.shape).add_(transposed).mul_(a).mul_(gamma - 1)

@@ -9,6 +9,7 @@ forward pass made, guarded by autograd's version counters.
 from __future__ import annotations
 
 import functools
+import threading
 import weakref
 
 import torch
@@ -17,8 +18,35 @@ from zennit.core import Hook, Identity
 from ..errors import ComposerError
 
 
+class CallState(dict):
+    """What one call of a hooked module leaves for its backward: ``a``, ``z`` and the rule's own values.
+
+    Every forward call gets its own state, held only by the autograd nodes of that call, so a
+    module called at several sites, several backward passes through one forward
+    (``retain_graph=True``) and ``create_graph=True`` each see the tensors of their own call.
+    """
+
+    def input(self) -> torch.Tensor:
+        """The layer's input ``a``, checked not to have been changed in place since the forward."""
+        if self["a"]._version != self["a_version"]:
+            raise ComposerError(f"an in-place operation changed the input of a {self['module_name']} before the "
+                                "backward pass; LRP needs it (use inplace=False)")
+        return self["a"]
+
+    def output(self) -> torch.Tensor:
+        """The layer's output ``z`` (checked as :meth:`input`, unless an exact ReLU overwrote it)."""
+        z = self["z"]
+        if z._version != self["z_version"] and not self["z_may_change"]:
+            raise ComposerError(f"an in-place operation changed the output of a {self['module_name']} before the "
+                                "backward pass; LRP needs it (use inplace=False)")
+        return z
+
+
 class RescaleHook(Hook):
-    """Base class: subclasses implement :meth:`output_gradient` and :meth:`input_relevance`."""
+    """Base class: subclasses implement :meth:`output_gradient` and :meth:`input_relevance`.
+
+    Both receive the :class:`CallState` of the forward call whose backward is running.
+    """
 
     def __init__(self, **kwargs):
         super().__init__()
@@ -28,6 +56,7 @@ class RescaleHook(Hook):
         self.relu_overwrites_output = False
         #: set by the composite when another in-place operation may overwrite z: keep a copy
         self.copy_output = False
+        self._local = threading.local()
 
     def copy(self):
         return type(self)(**self.kwargs)
@@ -36,43 +65,36 @@ class RescaleHook(Hook):
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.kwargs.items())})"
 
     # ------------------------------------------------------------------ subclass interface
-    def prepare(self, module, a: torch.Tensor, z: torch.Tensor) -> None:
-        """Forward time: compute what the backward needs (into ``self.stored_tensors``)."""
+    def prepare(self, state: CallState, module, a: torch.Tensor, z: torch.Tensor) -> None:
+        """Forward time: compute what the backward needs (into ``state``)."""
 
-    def output_gradient(self, module, relevance: torch.Tensor) -> torch.Tensor:
+    def output_gradient(self, state: CallState, module, relevance: torch.Tensor) -> torch.Tensor:
         """What the layer's own backward should transpose, given the relevance at its output."""
         raise NotImplementedError
 
-    def input_relevance(self, module, transposed: torch.Tensor) -> torch.Tensor:
+    def input_relevance(self, state: CallState, module, transposed: torch.Tensor) -> torch.Tensor:
         """The relevance at the layer's input, given the layer's transpose of :meth:`output_gradient`."""
         raise NotImplementedError
 
-    # ------------------------------------------------------------------ stored tensors
-    def input_tensor(self) -> torch.Tensor:
-        store = self.stored_tensors
-        if store["a"]._version != store["a_version"]:
-            raise ComposerError(f"an in-place operation changed the input of a {store['module_name']} before the "
-                                "backward pass; LRP needs it (use inplace=False)")
-        return store["a"]
-
-    def output_tensor(self) -> torch.Tensor:
-        store = self.stored_tensors
-        z = store["z"]
-        if not self.copy_output and z._version != store["z_version"] and not self.relu_overwrites_output:
-            raise ComposerError(f"an in-place operation changed the output of a {store['module_name']} before the "
-                                "backward pass; LRP needs it (use inplace=False)")
-        return z
-
     # ------------------------------------------------------------------ zennit Hook plumbing
+    def _pending(self) -> list:
+        """States of this thread's forward calls that have entered the module but not left it."""
+        pending = getattr(self._local, "pending", None)
+        if pending is None:
+            pending = self._local.pending = []
+        return pending
+
     def pre_forward(self, module, input):
         """An Identity on the input gives the backward hook point; no copy (its version is checked)."""
+        state = CallState()
+        self._pending().append(state)
         hook_ref = weakref.ref(self)
 
         @functools.wraps(self.backward)
         def wrapper(grad_input, grad_output):
             hook = hook_ref()
-            if hook is not None and hook.active:
-                return hook.backward(module, grad_input, None)
+            if hook is not None and hook.active and "a" in state:
+                return hook.backward(state, module, grad_input)
             return None
 
         if not isinstance(input, tuple):
@@ -87,26 +109,42 @@ class RescaleHook(Hook):
         """Nothing: the output gradient is handled by the pre-hook registered in :meth:`forward`."""
 
     def forward(self, module, input, output):
+        pending = self._pending()
+        state = pending.pop() if pending else CallState()
         if output.grad_fn is None:
             return
         a, z = input[0].detach(), output.detach()
-        self.stored_tensors.update(a=a, a_version=a._version, z=z.clone() if self.copy_output else z,
-                                   z_version=z._version, module_name=type(module).__name__)
-        self.prepare(module, a, z)
+        state.update(a=a, a_version=a._version, z=z.clone() if self.copy_output else z, z_version=z._version,
+                     z_may_change=self.copy_output or self.relu_overwrites_output,
+                     module_name=type(module).__name__)
+        self.prepare(state, module, a, z)
         hook_ref = weakref.ref(self)
 
         def on_output_gradient(grad_outputs):
             hook = hook_ref()
             if hook is None or not hook.active:
                 return None
-            return (hook.output_gradient(module, grad_outputs[0]),) + tuple(grad_outputs[1:])
+            return (hook.output_gradient(state, module, grad_outputs[0]),) + tuple(grad_outputs[1:])
 
         self.tensor_handles.append(output.grad_fn.register_prehook(on_output_gradient))
 
-    def backward(self, module, grad_input, grad_output):
-        relevance = self.input_relevance(module, grad_input[0])
-        self.stored_tensors.clear()  # this layer is done: let its activations go, as autograd does
+    def backward(self, state: CallState, module, grad_input):
+        relevance = self.input_relevance(state, module, grad_input[0])
         return (relevance,) + tuple(grad_input[1:])
+
+
+def divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """``numerator / denominator`` into ``denominator``'s buffer (a temporary), unless autograd records
+    the backward pass (``create_graph=True``), which cannot differentiate ``out=``.
+
+    Example
+    -------
+    >>> divide(torch.tensor([2., 3.]), torch.tensor([4., 2.]))
+    tensor([0.5000, 1.5000])
+    """
+    if numerator.requires_grad or denominator.requires_grad:
+        return numerator / denominator
+    return torch.div(numerator, denominator, out=denominator)
 
 
 def bias_like(module, z: torch.Tensor):

@@ -1,0 +1,117 @@
+"""Merging batch norms into the linear layers that feed them, by the graph's edges.
+
+An eval-mode batch norm is the affine map ``y = s ⊙ (x − μ) + β``, ``s = γ / √(σ² + ε)``. When ``x``
+is the output of a convolution or dense layer that nothing else reads, the two are one linear layer
+with weight ``s ⊙ W`` and bias ``s ⊙ (b − μ) + β``: LRP rules then see the layer the batch norm
+belongs to, as the reference's (Keras-fused) models do. When ``x`` is a concatenation of such
+layers' outputs, the merge is split per input. Any other batch norm (DenseNet's, which follows a
+concatenation of earlier blocks' outputs and precedes its convolution) stays a layer of its own,
+which ``lrp_base`` binds to the ``z`` rule: relevance is redistributed in proportion to each
+channel's contribution ``s ⊙ x`` to its output, as iNNvestigate does.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.fx as fx
+import zennit.types
+from torch import nn
+
+from .twin import share_module
+
+MERGEABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _affine(bn: nn.Module) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """``(scale, shift)`` of an eval-mode batch norm, or None when it normalises by batch statistics."""
+    if bn.running_mean is None or bn.running_var is None:
+        return None
+    scale = torch.rsqrt(bn.running_var.double() + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.double()
+    shift = -bn.running_mean.double() * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.double()
+    return scale, shift
+
+
+def _fused(layer: nn.Module, scale: torch.Tensor, shift: torch.Tensor) -> nn.Module:
+    """A copy of ``layer`` followed by the channel-wise affine map (new parameters, same class)."""
+    fused = share_module(layer)
+    weight = layer.weight.detach()
+    shape = (-1,) + (1,) * (weight.dim() - 1)
+    new_weight = (weight.double() * scale.view(shape)).to(weight.dtype)
+    bias = layer.bias.detach().double() if layer.bias is not None else torch.zeros_like(scale)
+    new_bias = (bias * scale + shift).to(weight.dtype)
+    fused.weight = nn.Parameter(new_weight, requires_grad=False)
+    fused.bias = nn.Parameter(new_bias, requires_grad=False)
+    return fused
+
+
+def _exclusive_layer(gm: fx.GraphModule, node, reader: fx.Node) -> Optional[nn.Module]:
+    """The mergeable layer that computes ``node``, if ``reader`` is its only reader."""
+    if not isinstance(node, fx.Node) or node.op != "call_module" or list(node.users) != [reader]:
+        return None
+    layer = gm.get_submodule(node.target)
+    return layer if isinstance(layer, MERGEABLE) else None
+
+
+def _channels(layer: nn.Module) -> int:
+    return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+
+
+def merge_batchnorms(gm: fx.GraphModule, origin: Dict[str, str], aliases: Dict[str, str]) -> List[str]:
+    """Merge every batch norm that directly follows linear layers; returns the paths of those kept.
+
+    ``origin`` learns what each fused layer is; ``aliases`` maps a merged batch norm's path to the
+    layer whose output now stands for its output (when there is one such layer).
+    """
+    kept = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module":
+            continue
+        bn = gm.get_submodule(node.target)
+        if not isinstance(bn, zennit.types.BatchNorm):
+            continue
+        affine = _affine(bn)
+        source = node.args[0] if node.args else None
+        plan = _merge_plan(gm, source, node) if affine is not None else None
+        if plan is None:
+            kept.append(node.target)
+            continue
+        scale, shift = affine
+        start = 0
+        for layer_node, layer in plan:
+            stop = start + _channels(layer)
+            scope, _, name = layer_node.target.rpartition(".")
+            setattr(gm.get_submodule(scope) if scope else gm, name,
+                    _fused(layer, scale[start:stop], shift[start:stop]))
+            origin[layer_node.target] = f"{origin.get(layer_node.target, layer_node.target)} + {node.target}"
+            start = stop
+        if len(plan) == 1:
+            aliases[node.target] = plan[0][0].target
+        node.replace_all_uses_with(source)
+        gm.graph.erase_node(node)
+    return kept
+
+
+def _merge_plan(gm: fx.GraphModule, source, bn_node: fx.Node):
+    """``[(layer node, layer)]`` whose outputs make up the batch norm's input, or None."""
+    layer = _exclusive_layer(gm, source, bn_node)
+    if layer is not None:
+        return [(source, layer)]
+    if not (isinstance(source, fx.Node) and source.op == "call_function" and source.target is torch.cat
+            and list(source.users) == [bn_node]):
+        return None
+    parts = source.args[0] if source.args else source.kwargs.get("tensors")
+    dim = source.args[1] if len(source.args) > 1 else source.kwargs.get("dim", 0)
+    if dim != 1 or not isinstance(parts, (list, tuple)):
+        return None
+    plan = []
+    for part in parts:
+        layer = _exclusive_layer(gm, part, source)
+        if layer is None:
+            return None
+        plan.append((part, layer))
+    return plan
