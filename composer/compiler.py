@@ -453,7 +453,7 @@ class PresetComposite(Composite):
         if notes:
             text += "\n" + notes[0]
         if self.on_uncovered == "error":
-            raise ComposerError(text, source=self.plan.preset.source, field="on_uncovered")
+            raise ComposerError(text)
         warnings.warn(text, ComposerWarning, stacklevel=4)
 
     def __repr__(self):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import composer
-from tests.reference_models import MODELS, load_inputs, load_model, load_reference
+from tests.reference_models import MODELS, load_inputs, load_model, load_reference, load_twin
 
 CORR_TOL, REL_TOL = 0.999, 1e-3
 #: zblrp: the reference's z-box is defective (maps are ~1e-11 float noise); composer implements textbook z-box
@@ -33,10 +33,14 @@ def _score(ours, ref):
     return float(np.mean(corrs)), float(np.max(rels))
 
 
+@pytest.mark.parametrize("form", ["modules", "functional", "nested"])
 @pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "batched"])
 @pytest.mark.parametrize("name", MODELS)
-def test_reference_methods_within_tolerance(name, batched):
-    model, x, ref = load_model(name), load_inputs(name), load_reference(name)
+def test_reference_methods_within_tolerance(name, batched, form):
+    """The reference's models, and twins of them written with functional activations, pooling and
+    ``view`` in ``forward`` or as nested Sequentials with in-place ReLUs: graph canonization makes every
+    form give the reference's numbers."""
+    model, x, ref = load_twin(name, form), load_inputs(name), load_reference(name)
     targets = torch.from_numpy(ref["targets"]).long()
     methods = sorted(m for m in ref if m not in ("targets", "logits_tf") and not m.startswith(SKIP))
     assert len(methods) > 140
