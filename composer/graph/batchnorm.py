@@ -23,29 +23,27 @@ from .twin import share_module
 MERGEABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-def _affine(bn: nn.Module) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
-    """``(scale, shift)`` of an eval-mode batch norm, or None when it normalises by batch statistics."""
+def _affine(bn: nn.Module) -> Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``(scale, mean, shift)`` of an eval-mode batch norm ``y = (x − mean) · scale + shift``, or None
+    when it normalises by batch statistics."""
     if bn.running_mean is None or bn.running_var is None:
         return None
-    scale = torch.rsqrt(bn.running_var.double() + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight.double()
-    shift = -bn.running_mean.double() * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias.double()
-    return scale, shift
+    scale = (bn.running_var + bn.eps) ** .5
+    scale = (bn.weight.detach() if bn.weight is not None else torch.ones_like(scale)) / scale
+    shift = bn.bias.detach() if bn.bias is not None else torch.zeros_like(scale)
+    return scale, bn.running_mean, shift
 
 
-def _fused(layer: nn.Module, scale: torch.Tensor, shift: torch.Tensor) -> nn.Module:
-    """A copy of ``layer`` followed by the channel-wise affine map (new parameters, same class)."""
+def _fused(layer: nn.Module, scale: torch.Tensor, mean: torch.Tensor, shift: torch.Tensor) -> nn.Module:
+    """A copy of ``layer`` followed by the channel-wise affine map (new parameters, same class).
+
+    The arithmetic is zennit's (``MergeBatchNorm``), in the layer's precision, so both give the same bits.
+    """
     fused = share_module(layer)
     weight = layer.weight.detach()
-    shape = (-1,) + (1,) * (weight.dim() - 1)
-    new_weight = (weight.double() * scale.view(shape)).to(weight.dtype)
-    bias = layer.bias.detach().double() if layer.bias is not None else torch.zeros_like(scale)
-    new_bias = (bias * scale + shift).to(weight.dtype)
-    fused.weight = nn.Parameter(new_weight, requires_grad=False)
-    fused.bias = nn.Parameter(new_bias, requires_grad=False)
+    bias = layer.bias.detach() if layer.bias is not None else torch.zeros_like(mean)
+    fused.weight = nn.Parameter(weight * scale[(slice(None),) + (None,) * (weight.dim() - 1)], requires_grad=False)
+    fused.bias = nn.Parameter((bias - mean) * scale + shift, requires_grad=False)
     return fused
 
 
@@ -80,13 +78,13 @@ def merge_batchnorms(gm: fx.GraphModule, origin: Dict[str, str], aliases: Dict[s
         if plan is None:
             kept.append(node.target)
             continue
-        scale, shift = affine
+        scale, mean, shift = affine
         start = 0
         for layer_node, layer in plan:
             stop = start + _channels(layer)
             scope, _, name = layer_node.target.rpartition(".")
             setattr(gm.get_submodule(scope) if scope else gm, name,
-                    _fused(layer, scale[start:stop], shift[start:stop]))
+                    _fused(layer, scale[start:stop], mean[start:stop], shift[start:stop]))
             origin[layer_node.target] = f"{origin.get(layer_node.target, layer_node.target)} + {node.target}"
             start = stop
         if len(plan) == 1:
