@@ -1,4 +1,8 @@
-"""The benchmark models: torchvision vgg16 and resnet18 (random weights) and a 1-D conv net."""
+"""The benchmark models: torchvision vgg16, resnet18 and resnet50 (random weights) and a 1-D conv net.
+
+No canonizer is named: graph canonization merges resnet's batch norms and exposes its residual sums.
+resnet50's batch-norm statistics are filled by a few training-mode passes so the merge is not trivial.
+"""
 from collections import OrderedDict
 
 import torch
@@ -24,8 +28,12 @@ def build(name: str, quick: bool):
     size = 32 if quick else 224
     if name == "vgg16":
         return torchvision.models.vgg16(weights=None).eval(), (3, size, size), []
-    if name == "resnet18":
-        return torchvision.models.resnet18(weights=None).eval(), (3, size, size), ["resnet"]
+    if name in ("resnet18", "resnet50"):
+        model = getattr(torchvision.models, name)(weights=None).train()
+        with torch.no_grad():
+            for _ in range(2):
+                model(torch.randn(4, 3, 64, 64))
+        return model.eval(), (3, size, size), []
     if name == "conv1d":
         length = 400 if quick else 3000
         return conv1d_net(length).eval(), (1, length), []

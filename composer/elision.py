@@ -23,14 +23,13 @@ import torch.fx as fx
 import zennit.types
 
 from .graph.canonical import graph_info
-from .graph.modules import stack_operands
 
 PASS_RULES = ("pass", "zennit_pass")
 #: modules that keep the relevance of a zero at zero when the gradient crosses them
 ZERO_KEEPING_MODULES = (zennit.types.MaxPool, torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Identity,
                         torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d)
 ZERO_KEEPING_FUNCTIONS = {torch.cat, torch.concat, torch.stack, operator.getitem, torch.reshape, torch.flatten,
-                          torch.squeeze, torch.unsqueeze, torch.transpose, torch.permute, stack_operands}
+                          torch.squeeze, torch.unsqueeze, torch.transpose, torch.permute}
 ZERO_KEEPING_METHODS = {"view", "reshape", "flatten", "permute", "transpose", "contiguous", "squeeze", "unsqueeze"}
 
 

@@ -54,20 +54,27 @@ def model_guard(model: torch.nn.Module):
                 b.copy_(saved)
 
 
-def _private_twin(model: torch.nn.Module, plan, canonize: Optional[bool]) -> Optional[torch.nn.Module]:
+@contextlib.contextmanager
+def _private_twin(model: torch.nn.Module, plan, canonize: Optional[bool]):
     """The model's canonical twin (LRP presets, Grad-CAM) or structural copy; None if it cannot be copied."""
     if canonize is not None and not isinstance(canonize, bool):
         raise ComposerError(f"canonize must be True or False, got {canonize!r}")
     use_graph = (plan.preset.canonize if canonize is None else canonize) and bool(
         plan.bindings or plan.attributor[0] == "grad_cam")
     try:
-        return graph.canonize(model, plan.canonizers) if use_graph else graph.structural_copy(model)
+        # zennit canonizers named for a plain copy change it in place (and do not all undo it exactly)
+        borrowed = graph.borrow(model, plan.canonizers if use_graph else (), traced=use_graph,
+                                reuse=use_graph or not plan.canonizers)
+        twin = borrowed.__enter__()
     except ComposerError:
         raise
     except Exception as err:  # noqa: BLE001 - deepcopy of a module holding something uncopyable
         warnings.warn(f"{type(model).__name__} cannot be copied ({type(err).__name__}: {err}); composer hooks the "
-                      "model itself, one call at a time, and restores it afterwards", ComposerWarning, stacklevel=3)
-        return None
+                      "model itself, one call at a time, and restores it afterwards", ComposerWarning, stacklevel=4)
+        yield None
+        return
+    yield twin
+    borrowed.__exit__(None, None, None)  # reached only without an error: the twin is clean for reuse
 
 
 _model_locks: "weakref.WeakKeyDictionary[torch.nn.Module, threading.Lock]" = weakref.WeakKeyDictionary()
@@ -191,17 +198,17 @@ def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: 
             generator = torch.Generator().manual_seed(int(seed))
         kwargs = {**kwargs, "generator": generator}
     t = _targets(target, x.shape[0], x.device)
-    twin = _private_twin(model, plan, canonize)
-    if twin is None:  # the model cannot be copied: hook it, one call at a time, and restore it
-        with _lock_of(model), model_guard(model):
-            model.eval()
-            with plan.composite(canonize=False, on_uncovered=on_uncovered).context(model):
-                relevance = ATTRIBUTORS[name](Backprop(model, batch_size), x, t, **kwargs)
-    else:
-        composite = plan.composite(canonize=None if graph_info(twin) is not None else False,
-                                   on_uncovered=on_uncovered)
-        with composite.context(twin):
-            relevance = ATTRIBUTORS[name](Backprop(twin, batch_size), x, t, **kwargs)
+    with _private_twin(model, plan, canonize) as twin:
+        if twin is None:  # the model cannot be copied: hook it, one call at a time, and restore it
+            with _lock_of(model), model_guard(model):
+                model.eval()
+                with plan.composite(canonize=False, on_uncovered=on_uncovered).context(model):
+                    relevance = ATTRIBUTORS[name](Backprop(model, batch_size), x, t, **kwargs)
+        else:
+            composite = plan.composite(canonize=None if graph_info(twin) is not None else False,
+                                       on_uncovered=on_uncovered)
+            with composite.context(twin):
+                relevance = ATTRIBUTORS[name](Backprop(twin, batch_size), x, t, **kwargs)
     for mod_name, mod_kwargs in plan.modifiers:
         relevance = MODIFIERS[mod_name](relevance, x, **mod_kwargs)
     return relevance.detach().to(dtype=x.dtype)

@@ -10,7 +10,7 @@ import zennit.types
 
 from .errors import ComposerError, closest
 from .graph.canonical import graph_info
-from .graph.modules import stack_operands
+from .graph.modules import Add
 from .methods import attributor
 from .selectors import ElementwiseActivation
 
@@ -46,12 +46,12 @@ def _graph_default(model, fuse_activation: bool):
         raise ComposerError(f"Grad-CAM needs a convolution layer; {model.composer_graph.model_type} has none "
                             "(name another layer with layer=...)")
     node = last = convs[-1]
-    follow = (zennit.types.BatchNorm, zennit.layer.Sum) + ((ElementwiseActivation,) if fuse_activation else ())
+    follow = (zennit.types.BatchNorm, zennit.layer.Sum, Add) + ((ElementwiseActivation,) if fuse_activation else ())
     while len(node.users) == 1:
         (user,) = node.users
         if user.op == "call_module" and isinstance(model.get_submodule(user.target), follow):
             node = last = user
-        elif user.op == "call_function" and user.target in (stack_operands, torch.cat):
+        elif user.op == "call_function" and user.target is torch.cat:
             node = user
         else:
             break

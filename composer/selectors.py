@@ -20,7 +20,7 @@ import zennit.layer
 import zennit.types
 
 from .errors import ComposerError, closest
-from .graph.modules import ElementwiseConstant, Mean
+from .graph.modules import Add, ElementwiseConstant, Mean
 from .spec import SelectorSpec
 
 #: type families a selector may name, mapped to the classes they cover
@@ -39,7 +39,7 @@ FAMILIES = {
     "batchnorm": (zennit.types.BatchNorm,),
     "avgpool": (zennit.types.AvgPool, Mean),
     "maxpool": (zennit.types.MaxPool,),
-    "sum": (zennit.layer.Sum,),
+    "sum": (zennit.layer.Sum, Add),
     "elementwise": (ElementwiseConstant,),
 }
 
@@ -53,7 +53,7 @@ AFFINE_LAYERS = (zennit.types.BatchNorm,)
 @functools.lru_cache(maxsize=1)
 def _known_class_names() -> List[str]:
     names = [n for n, v in vars(torch.nn).items() if isinstance(v, type) and issubclass(v, torch.nn.Module)]
-    return names + ["Sum", "Mean", "ElementwiseConstant"]
+    return names + ["Sum", "Add", "Mean", "ElementwiseConstant"]
 
 
 def is_relevance_layer(module: torch.nn.Module) -> bool:

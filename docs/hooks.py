@@ -48,6 +48,13 @@ def _api() -> str:
         obj = getattr(composer, name)
         if callable(obj) and not name.startswith("__"):
             out.append(_doc(obj, f"composer.{name}"))
+    from composer import graph
+
+    out.append("## composer.graph\n")
+    for name in graph.__all__:
+        obj = getattr(graph, name)
+        if callable(obj):
+            out.append(_doc(obj, f"composer.graph.{name}"))
     out.append("## composer.analyzers\n")
     for name, obj in vars(analyzers).items():
         if inspect.isclass(obj) and obj.__module__ == analyzers.__name__ or name == "calculate_relevancemap":

@@ -97,7 +97,8 @@ def _exact_identity_batchnorms(model):
 @pytest.mark.parametrize("arch,canonizer", [("resnet18", ResNetCanonizer), ("resnet50", ResNetCanonizer),
                                             ("vgg16_bn", VGGCanonizer)])
 def test_graph_canonization_gives_zennits_numbers(arch, canonizer, rules):
-    """zennit's hand-written canonizers + zennit's rules == composer's graph canonization + the same rules."""
+    """zennit's hand-written canonizers + zennit's rules == composer's graph canonization + the same rules
+    (on residual sums composer's ``norm``, which reads both operands where zennit stacks them)."""
     model, x, target = _exact_identity_batchnorms(zoo_model(arch)), _x(), [0, 5]
     make_rule, binding = ZENNIT_RULES[rules]
     composite = LayerMapComposite([(Activation, Pass()), (Sum, Norm()), (AvgPool, Norm()),
@@ -106,7 +107,7 @@ def test_graph_canonization_gives_zennits_numbers(arch, canonizer, rules):
     with Gradient(model, composite) as attributor:
         _, theirs = attributor(x, lambda out: torch.eye(10)[target] * out)
     preset = {"name": f"zennit_{rules}", "layers": [
-        {"select": {"type": "activation"}, "rule": "zennit_pass"}, {"select": {"type": "sum"}, "rule": "zennit_norm"},
+        {"select": {"type": "activation"}, "rule": "zennit_pass"}, {"select": {"type": "sum"}, "rule": "norm"},
         {"select": {"type": "avgpool"}, "rule": "zennit_norm"}, {"select": "all", **binding}]}
     ours = composer.explain(model, x, preset, target=target)
     assert (ours - theirs).abs().max() <= 1e-5 * theirs.abs().max()

@@ -7,11 +7,13 @@ hand-written module twin: every operation a rule may bind to is a module, called
 with batch norms merged into the layers that feed them. The user's model is never changed.
 
 Tracing is done once per model and kept (keyed by the model object and a fingerprint of its modules,
-tensors and their versions, so editing or training the model retraces); each call gets a fresh
-structural copy of the kept twin, so concurrent calls never share a module.
+tensors and their versions, so editing or training the model retraces). Each call borrows its own
+structural copy of the kept twin (:func:`borrow`), so concurrent calls never share a module, and
+gives it back for the next call.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -184,7 +186,21 @@ def fingerprint(model: torch.nn.Module) -> Tuple:
     return modules, tensors
 
 
-_cache: "weakref.WeakKeyDictionary[torch.nn.Module, Tuple[Tuple, torch.nn.Module]]" = weakref.WeakKeyDictionary()
+class _Kept:
+    """A model's kept twin (the template) and idle copies of it, ready for the next call."""
+
+    def __init__(self, key: Tuple, template: torch.nn.Module):
+        self.key, self.template, self.idle = key, template, []
+
+    def fresh(self) -> torch.nn.Module:
+        twin = structural_copy(self.template)
+        twin.composer_graph = self.template.composer_graph
+        return twin
+
+
+#: idle twins kept per model and kind: enough for a few threads, bounded memory (they share the weights)
+MAX_IDLE = 4
+_cache: "weakref.WeakKeyDictionary[torch.nn.Module, Dict[Tuple, _Kept]]" = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
@@ -197,6 +213,29 @@ def clear_cache() -> None:
     """
     with _lock:
         _cache.clear()
+
+
+def _kept(model: torch.nn.Module, canonizers: Sequence[str], traced: bool) -> _Kept:
+    from ..registry import make_canonizer
+
+    kind = (traced, tuple(canonizers))
+    key = (fingerprint(model), tuple(LEAF_MODULES))
+    with _lock:
+        kept = _cache.get(model, {}).get(kind)
+    if kept is not None and kept.key == key:
+        return kept
+    if traced:
+        template = build(model, [make_canonizer(n) for n in canonizers])
+    else:
+        template = structural_copy(model)
+        template.composer_graph = None
+    kept = _Kept(key, template)
+    try:
+        with _lock:
+            _cache.setdefault(model, {})[kind] = kept
+    except TypeError:  # a model that cannot be weakly referenced is not kept
+        pass
+    return kept
 
 
 def canonize(model: torch.nn.Module, canonizers: Sequence[str] = ()) -> torch.nn.Module:
@@ -216,26 +255,35 @@ def canonize(model: torch.nn.Module, canonizers: Sequence[str] = ()) -> torch.nn
     ...         return F.relu(self.fc(x)) + x
     >>> twin = canonize(Net())
     >>> [type(m).__name__ for _, m in twin.named_children()]
-    ['Linear', 'ReLU', 'Sum']
+    ['Linear', 'ReLU', 'Add']
     """
-    from ..registry import make_canonizer
+    return _kept(model, canonizers, True).fresh()
 
-    names = tuple(canonizers)
-    key = (fingerprint(model), names, tuple(LEAF_MODULES))
+
+@contextlib.contextmanager
+def borrow(model: torch.nn.Module, canonizers: Sequence[str] = (), traced: bool = True, reuse: bool = True):
+    """A twin of ``model`` for one call (canonical if ``traced``, else a plain structural copy).
+
+    Twins are reused: a call takes an idle one (or makes one) and gives it back when it ends without
+    an error, so sequential calls pay no copy and concurrent calls never share one. ``reuse=False``
+    never gives it back (for a call that changes the twin, such as zennit canonizers applied to it).
+
+    Example
+    -------
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+    >>> with borrow(net) as twin:
+    ...     graph_info(twin).traced, twin is net
+    (True, False)
+    """
+    kept = _kept(model, canonizers, traced)
     with _lock:
-        kept = _cache.get(model)
-    if kept is None or kept[0] != key:
-        twin = build(model, [make_canonizer(n) for n in names])
-        try:
-            with _lock:
-                _cache[model] = (key, twin)
-        except TypeError:  # a model that cannot be weakly referenced is not kept
-            pass
-    else:
-        twin = kept[1]
-    fresh = structural_copy(twin)
-    fresh.composer_graph = twin.composer_graph
-    return fresh
+        twin = kept.idle.pop() if kept.idle else None
+    if twin is None:
+        twin = kept.fresh()
+    yield twin
+    with _lock:
+        if reuse and len(kept.idle) < MAX_IDLE:
+            kept.idle.append(twin)
 
 
 def graph_info(module: torch.nn.Module) -> Optional[GraphInfo]:

@@ -24,7 +24,6 @@ import zennit.types
 from torch import nn
 
 from .canonical import GraphInfo
-from .modules import stack_operands
 from .rewrite import input_dependent
 
 #: modules through which the gradient is the relevance
@@ -34,7 +33,7 @@ NEUTRAL_MODULES = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout
 #: functions that move values without mixing them
 NEUTRAL_FUNCTIONS = {torch.cat, torch.concat, torch.stack, operator.getitem, torch.reshape, torch.squeeze,
                      torch.unsqueeze, torch.transpose, torch.permute, torch.chunk, torch.split, torch.flatten,
-                     torch.narrow, torch.movedim, torch.t, stack_operands, F.dropout, F.dropout1d, F.dropout2d,
+                     torch.narrow, torch.movedim, torch.t, F.dropout, F.dropout1d, F.dropout2d,
                      F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout, getattr, torch.clone}
 NEUTRAL_METHODS = {"view", "reshape", "flatten", "permute", "transpose", "contiguous", "squeeze", "unsqueeze",
                    "expand", "expand_as", "view_as", "reshape_as", "chunk", "split", "clone", "narrow", "movedim",

@@ -1,11 +1,10 @@
 """Modules that graph canonization puts where a model's ``forward`` calls functions.
 
 A rule can only bind to a module, so the canonical twin of a model turns its functional
-operations into modules: ``x + y`` of two computed tensors becomes zennit's
-:class:`zennit.layer.Sum` over the stacked operands (what zennit's ResNet canonizer builds, and
-what ``lrp_base`` binds to the ``norm`` rule); ``x.mean((2, 3))`` becomes :class:`Mean`; ``x * 0.5``
-or ``x - 0.45`` with a constant becomes :class:`ElementwiseConstant`. Activations and pooling
-become their ``torch.nn`` classes.
+operations into modules: ``x + y`` of two computed tensors becomes :class:`Add` (family ``sum``,
+bound by ``lrp_base`` to the ``norm`` rule, as zennit binds its ``Sum``); ``x.mean((2, 3))`` becomes
+:class:`Mean`; ``x * 0.5`` or ``x - 0.45`` with a constant becomes :class:`ElementwiseConstant`.
+Activations and pooling become their ``torch.nn`` classes.
 """
 from __future__ import annotations
 
@@ -15,15 +14,24 @@ from typing import Sequence, Tuple, Union
 import torch
 
 
-def stack_operands(*operands: torch.Tensor) -> torch.Tensor:
-    """The operands of a sum, broadcast to one shape and stacked on a new last axis.
+class Add(torch.nn.Module):
+    """``a + b + ...`` of computed tensors (a residual connection) as a module of several inputs.
+
+    zennit's ResNet canonizer stacks the operands and sums over the new axis (:class:`zennit.layer.Sum`),
+    which copies both; this module reads them where they are. Its rule (``norm``) sees every operand.
 
     Example
     -------
-    >>> stack_operands(torch.ones(2, 3), torch.zeros(1, 3)).shape
-    torch.Size([2, 3, 2])
+    >>> Add()(torch.ones(2, 3), torch.full((1, 3), 2.))
+    tensor([[3., 3., 3.],
+            [3., 3., 3.]])
     """
-    return torch.stack(torch.broadcast_tensors(*operands), dim=-1)
+
+    def forward(self, *operands: torch.Tensor) -> torch.Tensor:
+        out = operands[0]
+        for operand in operands[1:]:
+            out = out + operand
+        return out
 
 
 class Mean(torch.nn.Module):
@@ -84,4 +92,4 @@ class ElementwiseConstant(torch.nn.Module):
 
 
 #: the modules canonization may create, for selectors and the coverage check
-CANONICAL_MODULES: Tuple[type, ...] = (Mean, ElementwiseConstant)
+CANONICAL_MODULES: Tuple[type, ...] = (Add, Mean, ElementwiseConstant)

@@ -5,7 +5,8 @@ Run in this order by :func:`composer.graph.canonical.canonize`:
 1. :func:`redirect_inplace` — later readers of a tensor changed in place read the operation's
    result instead, so the operation can be made out-of-place without changing the numbers;
 2. :func:`functions_to_modules` — functional activations, pooling, flatten and means, residual
-   sums and elementwise operations with a constant become modules (:mod:`composer.graph.modules`);
+   sums (:class:`~composer.graph.modules.Add`) and elementwise operations with a constant become
+   modules (:mod:`composer.graph.modules`);
 3. :func:`one_module_per_site` — a module called at several places becomes one copy per call
    (sharing its parameters), so each call gets its own rule and hook;
 4. :func:`out_of_place` — every in-place module and method works out of place.
@@ -20,10 +21,9 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 import torch
 import torch.fx as fx
 import torch.nn.functional as F
-import zennit.layer
 from torch import nn
 
-from .modules import ElementwiseConstant, Mean, stack_operands
+from .modules import Add, ElementwiseConstant, Mean
 from .twin import share_module
 
 Args = Tuple[str, ...]
@@ -204,11 +204,9 @@ def functions_to_modules(gm: fx.GraphModule, origin: Dict[str, str]) -> List[str
         left_dep = isinstance(left, fx.Node) and left in dependent
         right_dep = isinstance(right, fx.Node) and right in dependent
         if left_dep and right_dep and op == "add":
-            path = add_module(gm, scope, "add", zennit.layer.Sum(dim=-1))
+            path = add_module(gm, scope, "add", Add())
             with graph.inserting_before(node):
-                stacked = graph.call_function(stack_operands, (left, right))
-                new = graph.call_module(path, (stacked,))
-            dependent.add(stacked)
+                new = graph.call_module(path, (left, right))
             _replace(node, new, dependent)
             origin[path] = f"{_name(node)} (a sum of two branches) in {scope or 'forward'}"
             done.append(path)

@@ -58,6 +58,10 @@ class RescaleHook(Hook):
         self.copy_output = False
         self._local = threading.local()
 
+    #: whether the backward needs the layer's output ``z`` (kept from the forward); a hook that
+    #: recomputes it cheaply sets this False, so the output is not held until the backward
+    keeps_output = True
+
     def copy(self):
         return type(self)(**self.kwargs)
 
@@ -99,7 +103,7 @@ class RescaleHook(Hook):
 
         if not isinstance(input, tuple):
             input = (input,)
-        if not input[0].requires_grad:
+        if not any(isinstance(t, torch.Tensor) and t.requires_grad for t in input):
             return None
         post_input = Identity.apply(*input)
         self.tensor_handles.append(post_input[0].grad_fn.register_hook(wrapper))
@@ -113,9 +117,10 @@ class RescaleHook(Hook):
         state = pending.pop() if pending else CallState()
         if output.grad_fn is None:
             return
-        a, z = input[0].detach(), output.detach()
-        state.update(a=a, a_version=a._version, z=z.clone() if self.copy_output else z, z_version=z._version,
-                     z_may_change=self.copy_output or self.relu_overwrites_output,
+        inputs = tuple(t.detach() for t in input)
+        a, z = inputs[0], output.detach() if self.keeps_output else output.new_empty(0)
+        state.update(a=a, a_version=a._version, inputs=inputs, z=z.clone() if self.copy_output else z,
+                     z_version=z._version, z_may_change=self.copy_output or self.relu_overwrites_output,
                      module_name=type(module).__name__)
         self.prepare(state, module, a, z)
         hook_ref = weakref.ref(self)
@@ -128,9 +133,12 @@ class RescaleHook(Hook):
 
         self.tensor_handles.append(output.grad_fn.register_prehook(on_output_gradient))
 
+    def input_relevances(self, state: CallState, module, transposed: tuple) -> tuple:
+        """The relevance at each input of the layer; the default handles the first (a layer's only) input."""
+        return (self.input_relevance(state, module, transposed[0]),) + tuple(transposed[1:])
+
     def backward(self, state: CallState, module, grad_input):
-        relevance = self.input_relevance(state, module, grad_input[0])
-        return (relevance,) + tuple(grad_input[1:])
+        return self.input_relevances(state, module, tuple(grad_input))
 
 
 def divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
