@@ -410,20 +410,44 @@ class PresetComposite(Composite):
             self._check_coverage(target, assigned)
             skip = redundant_relu_passes(target, assigned) if self.elide else set()
             followers = inplace_followers(target) if not getattr(graph_info(target), "traced", False) else {}
-            self.elided = []
+            self.elided, hooks = [], {}
             for name, child, binding in assigned:
                 if id(child) in skip:
                     self.elided.append(name)
                     continue
+                _check_operands(name, child, binding)
                 hook = binding.template.copy()
                 if isinstance(hook, RescaleHook) and id(child) in followers:
                     hook.copy_output = True  # an in-place operation will overwrite z: keep a copy
+                hooks[id(child)] = hook
                 self.hook_refs.add(hook)
                 self.handles.append(hook.register(child))
+            self._relus_in_place(target, skip, hooks)
         except BaseException:
             self.remove()
             raise
         self.assignments = [(name, binding.describe()) for name, _, binding in assigned]
+
+    def _relus_in_place(self, twin: torch.nn.Module, skip, hooks) -> None:
+        """Let an elided ReLU overwrite its layer's output in place (what the gradient's memory is with
+        ``inplace=True``): exact, because the relevance arriving where the output was <= 0 is 0."""
+        from .graph import graph_info
+        from .rules.rescale import RescaleHook
+
+        if not skip or not getattr(graph_info(twin), "traced", False):
+            return
+        for node in twin.graph.nodes:
+            if node.op != "call_module":
+                continue
+            relu = twin.get_submodule(node.target)
+            source = node.args[0] if node.args else None
+            if id(relu) not in skip or not isinstance(source, torch.fx.Node) or source.op != "call_module" \
+                    or len(source.users) != 1:
+                continue
+            hook = hooks.get(id(twin.get_submodule(source.target)))
+            if isinstance(hook, RescaleHook) and hook.keeps_output:
+                hook.relu_overwrites_output = True
+                self.handles.append(_Setting(relu, "inplace", True))
 
     def _check_coverage(self, twin: torch.nn.Module, assigned) -> None:
         from .graph import graph_info, uncovered
@@ -458,6 +482,30 @@ class PresetComposite(Composite):
 
     def __repr__(self):
         return f"PresetComposite({self.plan.name!r}, params={self.plan.params!r})"
+
+
+def _check_operands(name: str, module: torch.nn.Module, binding: CompiledBinding) -> None:
+    """A module of several inputs (a residual ``Add``) needs a rule that gives relevance to each of them."""
+    from .graph.modules import Add
+
+    if isinstance(module, Add) and not getattr(binding.template, "multi_input", False):
+        raise ComposerError(
+            f"rule '{binding.rule.spec.name}' gives relevance to one input only, but '{name}' is a residual sum of "
+            "several inputs; bind 'norm' to sums (select: {type: sum}), as lrp_base does",
+            source=binding.source, field=binding.field)
+
+
+class _Setting:
+    """Sets an attribute until removed (a handle in a Composite's list)."""
+
+    def __init__(self, obj, name: str, value):
+        self.obj, self.name, self.previous = obj, name, getattr(obj, name)
+        setattr(obj, name, value)
+
+    def remove(self):
+        if self.obj is not None:
+            setattr(self.obj, self.name, self.previous)
+            self.obj = None
 
 
 class _ForwardRedirect:

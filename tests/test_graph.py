@@ -329,3 +329,47 @@ def test_opting_out_of_canonization():
         composer.explain(model, x, "lrp_epsilon_0_1", canonize="yes")
     with pytest.raises(ComposerError, match="on_uncovered must be"):
         composer.explain(model, x, "lrp_epsilon_0_1", on_uncovered="shout")
+
+
+def test_a_single_input_rule_on_a_residual_sum_is_refused():
+    model, x = _net(FunctionalNet), torch.randn(1, 3, 8, 8)
+    preset = {"name": "sums", "extends": "lrp_epsilon", "layers": [{"select": {"type": "sum"}, "rule": "zennit_norm"}]}
+    with pytest.raises(ComposerError, match="residual sum of several inputs"):
+        composer.explain(model, x, preset)
+
+
+def test_a_custom_module_kept_whole_takes_its_own_rule():
+    from zennit.rules import Pass
+
+    from composer.graph import register_leaf
+
+    @register_leaf
+    class Gate(nn.Module):
+        def forward(self, x):
+            return x * torch.sigmoid(x)
+
+    composer.register_rule("gate_identity_test", applies_to="any", params={}, replace=True)(
+        type("GateIdentity", (Pass,), {"__doc__": "relevance passes through the gate"}))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.gate, self.fc2 = nn.Linear(4, 5), Gate(), nn.Linear(5, 3)
+
+        def forward(self, x):
+            return self.fc2(self.gate(self.fc1(x)))
+
+    torch.manual_seed(0)
+    model, x = Net(), torch.randn(2, 4)
+    with pytest.raises(ComposerError, match="Gate: no rule"):
+        composer.explain(model, x, "lrp_epsilon_0_1")
+    preset = {"name": "gated", "extends": "lrp_epsilon", "layers": [{"select": {"name": "gate"}, "rule": "gate_identity_test"}]}
+    relevance = composer.explain(model, x, preset, target=0)
+    # identity through the gate: epsilon on fc2 and fc1 with the gate's output as fc2's input
+    with torch.no_grad():
+        h = model.fc1(x)
+        g = model.gate(h)
+        z2 = model.fc2(g)
+        r_g = g * (model.fc2.weight[0] * (z2[:, :1] / (z2[:, :1] + 0.1 * torch.where(z2[:, :1] >= 0, 1., -1.))))
+        r_x = x * ((r_g / (h + 0.1 * torch.where(h >= 0, 1., -1.))) @ model.fc1.weight)
+    torch.testing.assert_close(relevance, r_x, rtol=1e-5, atol=1e-6)

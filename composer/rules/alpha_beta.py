@@ -133,11 +133,12 @@ class AlphaBetaHook(RescaleHook):
     def _quotient(relevance, denominator, bias):
         """``R ⊘ z`` into ``z``'s buffer. An exactly-zero ``z`` without bias means every product a_i w_ji
         is 0: its SafeDivide quotient (R·1e7) moves no relevance, so 0 gives the same result without
-        swamping the other terms of the shared transpose. None when a zero meets a nonzero bias."""
+        swamping the other terms of the shared transpose; where no relevance arrives the quotient is 0 anyway.
+        None when a zero meets a nonzero bias and relevance."""
         zero = denominator == 0
         if not bool(zero.any()):
             return divide(relevance, denominator)
-        if bias is not None and bool((zero & (bias != 0)).any()):
+        if bias is not None and bool((zero & (bias != 0) & (relevance != 0)).any()):
             return None
         denominator.masked_fill_(zero, 1.0)
         return divide(relevance, denominator).masked_fill(zero, 0.0)

@@ -28,6 +28,7 @@ class NormHook(RescaleHook):
     """
 
     keeps_output = False
+    multi_input = True
 
     def __init__(self, epsilon: float = 1e-6):
         super().__init__(epsilon=epsilon)

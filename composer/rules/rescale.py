@@ -61,6 +61,9 @@ class RescaleHook(Hook):
     #: whether the backward needs the layer's output ``z`` (kept from the forward); a hook that
     #: recomputes it cheaply sets this False, so the output is not held until the backward
     keeps_output = True
+    #: whether the rule gives relevance to every input of a module with several (a residual ``Add``);
+    #: a rule that only handles the first must not be bound to such a module
+    multi_input = False
 
     def copy(self):
         return type(self)(**self.kwargs)
