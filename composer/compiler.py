@@ -422,15 +422,16 @@ class PresetComposite(Composite):
                 hooks[id(child)] = hook
                 self.hook_refs.add(hook)
                 self.handles.append(hook.register(child))
-            self._relus_in_place(target, skip, hooks)
+            self._rescale_after_relus(target, skip, hooks)
         except BaseException:
             self.remove()
             raise
         self.assignments = [(name, binding.describe()) for name, _, binding in assigned]
 
-    def _relus_in_place(self, twin: torch.nn.Module, skip, hooks) -> None:
-        """Let an elided ReLU overwrite its layer's output in place (what the gradient's memory is with
-        ``inplace=True``): exact, because the relevance arriving where the output was <= 0 is 0."""
+    def _rescale_after_relus(self, twin: torch.nn.Module, skip, hooks) -> None:
+        """Move a layer's output rescale behind the elided ReLU that alone reads its output: the same
+        numbers (the relevance arriving where the output was <= 0 is 0), and the rule keeps the tensor
+        the ReLU keeps anyway instead of the layer's own output — a plain gradient's memory."""
         from .graph import graph_info
         from .rules.rescale import RescaleHook
 
@@ -446,8 +447,8 @@ class PresetComposite(Composite):
                 continue
             hook = hooks.get(id(twin.get_submodule(source.target)))
             if isinstance(hook, RescaleHook) and hook.keeps_output:
-                hook.relu_overwrites_output = True
-                self.handles.append(_Setting(relu, "inplace", True))
+                hook.rescale_after = True
+                self.handles.append(relu.register_forward_hook(hook.rescale_after_relu))
 
     def _check_coverage(self, twin: torch.nn.Module, assigned) -> None:
         from .graph import graph_info, uncovered
@@ -493,19 +494,6 @@ def _check_operands(name: str, module: torch.nn.Module, binding: CompiledBinding
             f"rule '{binding.rule.spec.name}' gives relevance to one input only, but '{name}' is a residual sum of "
             "several inputs; bind 'norm' to sums (select: {type: sum}), as lrp_base does",
             source=binding.source, field=binding.field)
-
-
-class _Setting:
-    """Sets an attribute until removed (a handle in a Composite's list)."""
-
-    def __init__(self, obj, name: str, value):
-        self.obj, self.name, self.previous = obj, name, getattr(obj, name)
-        setattr(obj, name, value)
-
-    def remove(self):
-        if self.obj is not None:
-            setattr(self.obj, self.name, self.previous)
-            self.obj = None
 
 
 class _ForwardRedirect:
