@@ -373,3 +373,28 @@ def test_a_custom_module_kept_whole_takes_its_own_rule():
         r_g = g * (model.fc2.weight[0] * (z2[:, :1] / (z2[:, :1] + 0.1 * torch.where(z2[:, :1] >= 0, 1., -1.))))
         r_x = x * ((r_g / (h + 0.1 * torch.where(h >= 0, 1., -1.))) @ model.fc1.weight)
     torch.testing.assert_close(relevance, r_x, rtol=1e-5, atol=1e-6)
+
+
+def test_weight_sharing_gives_each_call_its_own_rule_and_state():
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.relu, self.head = nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.head(self.relu(self.fc(self.relu(self.fc(x)))))
+
+    import copy
+
+    torch.manual_seed(0)
+    model, x = Shared(), torch.randn(4, 6)
+    unrolled = nn.Sequential(copy.deepcopy(model.fc), nn.ReLU(), copy.deepcopy(model.fc), nn.ReLU(),
+                             copy.deepcopy(model.head))
+    twin = canonize(model)
+    assert sorted(twin.composer_graph.sites) == ["fc", "relu"]
+    for method in ["lrp_epsilon_0_1", "lrp_alpha_2_beta_1", "lrpz_sequential_composite_a"]:
+        expected = composer.explain(unrolled, x, method, target=1)   # first call: first layer, second: middle
+        torch.testing.assert_close(composer.explain(model, x, method, target=1), expected, rtol=1e-5, atol=1e-6)
+    # without canonization the shared module is one layer with one rule, and each call keeps its own state
+    torch.testing.assert_close(composer.explain(model, x, "lrp_epsilon_0_1", target=1, canonize=False),
+                               composer.explain(unrolled, x, "lrp_epsilon_0_1", target=1), rtol=1e-5, atol=1e-6)
