@@ -24,7 +24,7 @@ import zennit.types
 from torch import nn
 
 from .canonical import GraphInfo
-from .rewrite import input_dependent
+from .rewrite import function_name, input_dependent, scope_of
 
 #: modules through which the gradient is the relevance
 NEUTRAL_MODULES = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
@@ -81,15 +81,6 @@ def _sizes(graph: fx.Graph) -> Set[fx.Node]:
     return sizes
 
 
-def _function_name(node: fx.Node) -> str:
-    if node.op == "call_method":
-        return f"Tensor.{node.target}"
-    module = getattr(node.target, "__module__", "") or ""
-    module = {"_operator": "operator", "torch._C._nn": "torch.nn.functional",
-              "torch._C._VariableFunctions": "torch"}.get(module, module)
-    return f"{module}.{getattr(node.target, '__name__', node.target)}".lstrip(".")
-
-
 def _module_advice(module: nn.Module) -> str:
     kind = type(module).__name__
     if isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)):
@@ -104,7 +95,7 @@ def _module_advice(module: nn.Module) -> str:
 
 
 def _function_advice(node: fx.Node, dependent: Set[fx.Node]) -> str:
-    name = _function_name(node)
+    name = function_name(node)
     tensors = [n for n in node.all_input_nodes if n in dependent]
     if name.split(".")[-1] in ("mul", "imul", "matmul", "bmm", "einsum", "truediv", "div") and len(tensors) > 1:
         return f"{name}: a product of two input-dependent tensors (e.g. a gate or attention) has no LRP rule here"
@@ -159,8 +150,6 @@ def uncovered(twin: nn.Module, bound: Iterable[nn.Module]) -> List[Uncovered]:
 
 
 def _where(node: fx.Node) -> str:
-    from .rewrite import scope_of
-
     return scope_of(node) or "forward"
 
 

@@ -194,7 +194,7 @@ def functions_to_modules(gm: fx.GraphModule, origin: Dict[str, str]) -> List[str
                 with graph.inserting_before(node):
                     new = graph.call_module(path, (node.args[0],))
                 _replace(node, new, dependent)
-                origin[path] = f"{_name(node)} in {scope or 'forward'}"
+                origin[path] = f"{function_name(node)} in {scope or 'forward'}"
                 done.append(path)
             continue
         parts = _operands(node)
@@ -208,7 +208,7 @@ def functions_to_modules(gm: fx.GraphModule, origin: Dict[str, str]) -> List[str
             with graph.inserting_before(node):
                 new = graph.call_module(path, (left, right))
             _replace(node, new, dependent)
-            origin[path] = f"{_name(node)} (a sum of two branches) in {scope or 'forward'}"
+            origin[path] = f"{function_name(node)} (a sum of two branches) in {scope or 'forward'}"
             done.append(path)
             continue
         if left_dep == right_dep:
@@ -223,12 +223,13 @@ def functions_to_modules(gm: fx.GraphModule, origin: Dict[str, str]) -> List[str
         with graph.inserting_before(node):
             new = graph.call_module(path, (tensor,))
         _replace(node, new, dependent)
-        origin[path] = f"{_name(node)} with a constant in {scope or 'forward'}"
+        origin[path] = f"{function_name(node)} with a constant in {scope or 'forward'}"
         done.append(path)
     return done
 
 
-def _name(node: fx.Node) -> str:
+def function_name(node: fx.Node) -> str:
+    """``operator.add``, ``torch.nn.functional.relu``, ``Tensor.view``: what a call node calls, in user terms."""
     target = node.target
     if node.op == "call_method":
         return f"Tensor.{target}"
