@@ -398,3 +398,22 @@ def test_weight_sharing_gives_each_call_its_own_rule_and_state():
     # without canonization the shared module is one layer with one rule, and each call keeps its own state
     torch.testing.assert_close(composer.explain(model, x, "lrp_epsilon_0_1", target=1, canonize=False),
                                composer.explain(unrolled, x, "lrp_epsilon_0_1", target=1), rtol=1e-5, atol=1e-6)
+
+
+def test_arithmetic_on_sizes_is_left_alone():
+    class Sizes(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 2, 3, padding=1), nn.Linear(2 * 4 * 4, 3)
+
+        def forward(self, x):
+            h = F.relu(self.conv(x))
+            n = x.size(0) + 0                      # operator.add of two input-dependent values, both sizes
+            return self.fc(h.reshape(n * 1, -1))
+
+    torch.manual_seed(0)
+    model, x = Sizes(), torch.randn(2, 3, 4, 4)
+    twin = canonize(model)
+    assert not any(type(m).__name__ in ("Add", "ElementwiseConstant") for m in twin.modules())
+    torch.testing.assert_close(twin(x), model(x))
+    assert torch.isfinite(composer.explain(model, x, "lrp_epsilon_0_1")).all()

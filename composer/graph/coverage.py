@@ -24,7 +24,7 @@ import zennit.types
 from torch import nn
 
 from .canonical import GraphInfo
-from .rewrite import function_name, input_dependent, scope_of
+from .rewrite import function_name, input_dependent, scope_of, size_nodes
 
 #: modules through which the gradient is the relevance
 NEUTRAL_MODULES = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
@@ -38,12 +38,6 @@ NEUTRAL_FUNCTIONS = {torch.cat, torch.concat, torch.stack, operator.getitem, tor
 NEUTRAL_METHODS = {"view", "reshape", "flatten", "permute", "transpose", "contiguous", "squeeze", "unsqueeze",
                    "expand", "expand_as", "view_as", "reshape_as", "chunk", "split", "clone", "narrow", "movedim",
                    "t", "to", "type_as", "float", "double", "size", "dim", "numel", "unflatten"}
-#: functions of sizes (``x.size(0) // 2``), not of values
-SIZE_FUNCTIONS = {operator.add, operator.sub, operator.mul, operator.floordiv, operator.truediv, operator.mod,
-                  operator.getitem, operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge,
-                  getattr, torch._assert}
-
-
 class Uncovered(NamedTuple):
     """An operation between input and output that no rule covers."""
 
@@ -64,21 +58,6 @@ def _reaches_output(graph: fx.Graph) -> Set[fx.Node]:
         seen.add(node)
         stack.extend(node.all_input_nodes)
     return seen
-
-
-def _sizes(graph: fx.Graph) -> Set[fx.Node]:
-    """Nodes that hold sizes or shapes (``x.shape``, ``x.size(0) * 2``), which carry no relevance."""
-    sizes: Set[fx.Node] = set()
-    for node in graph.nodes:
-        if node.op == "call_method" and node.target in ("size", "dim", "numel"):
-            sizes.add(node)
-        elif node.op == "call_function" and node.target is getattr and len(node.args) > 1 \
-                and node.args[1] in ("shape", "ndim", "dtype", "device"):
-            sizes.add(node)
-        elif node.op == "call_function" and node.target in SIZE_FUNCTIONS and node.all_input_nodes \
-                and all(n in sizes for n in node.all_input_nodes):
-            sizes.add(node)
-    return sizes
 
 
 def _module_advice(module: nn.Module) -> str:
@@ -126,7 +105,7 @@ def uncovered(twin: nn.Module, bound: Iterable[nn.Module]) -> List[Uncovered]:
         return [Uncovered(name, _module_advice(m)) for name, m in twin.named_modules()
                 if not list(m.children()) and id(m) not in bound_ids and not isinstance(m, NEUTRAL_MODULES)]
     graph = twin.graph
-    dependent, on_path, sizes = input_dependent(graph), _reaches_output(graph), _sizes(graph)
+    dependent, on_path, sizes = input_dependent(graph), _reaches_output(graph), size_nodes(graph)
     found: List[Uncovered] = []
     for node in graph.nodes:
         if node not in dependent or node not in on_path or node in sizes or node.op in ("placeholder", "output"):

@@ -47,6 +47,27 @@ def input_dependent(graph: fx.Graph) -> Set[fx.Node]:
     return dependent
 
 
+#: functions of sizes (``x.size(0) // 2``), not of values
+SIZE_FUNCTIONS = {operator.add, operator.sub, operator.mul, operator.floordiv, operator.truediv, operator.mod,
+                  operator.getitem, operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge,
+                  getattr, torch._assert}
+
+
+def size_nodes(graph: fx.Graph) -> Set[fx.Node]:
+    """Nodes that hold sizes or shapes (``x.shape``, ``x.size(0) * 2``), which carry no relevance."""
+    sizes: Set[fx.Node] = set()
+    for node in graph.nodes:
+        if node.op == "call_method" and node.target in ("size", "dim", "numel"):
+            sizes.add(node)
+        elif node.op == "call_function" and node.target is getattr and len(node.args) > 1 \
+                and node.args[1] in ("shape", "ndim", "dtype", "device"):
+            sizes.add(node)
+        elif node.op == "call_function" and node.target in SIZE_FUNCTIONS and node.all_input_nodes \
+                and all(n in sizes for n in node.all_input_nodes):
+            sizes.add(node)
+    return sizes
+
+
 def add_module(gm: fx.GraphModule, scope: str, stem: str, module: nn.Module) -> str:
     """Add ``module`` under ``scope`` with a fresh name ``stem``, ``stem_1``...; returns its path."""
     parent = gm.get_submodule(scope) if scope else gm
@@ -179,9 +200,9 @@ def _operands(node: fx.Node) -> Optional[Tuple[str, object, object]]:
 def functions_to_modules(gm: fx.GraphModule, origin: Dict[str, str]) -> List[str]:
     """Replace functional calls by modules; records each new module's origin; returns what it did."""
     graph, done = gm.graph, []
-    dependent = input_dependent(graph)
+    dependent, sizes = input_dependent(graph), size_nodes(graph)
     for node in list(graph.nodes):
-        if node not in dependent:
+        if node not in dependent or node in sizes:
             continue
         scope = scope_of(node)
         table = FUNCTION_MODULES if node.op == "call_function" else METHOD_MODULES if node.op == "call_method" else {}
