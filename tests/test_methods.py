@@ -244,3 +244,22 @@ def test_analyzers_are_explain():
                        ref["lrp_epsilon_0_1"], rtol=1e-3, atol=1e-5)
     smooth = analyzers.SmoothGradAnalyzer(model, num_samples=4).analyze(x, target, seed=0)
     assert smooth.shape == tuple(x.shape)
+
+
+def test_integrated_gradients_end_points_reference_default_and_zennits_option():
+    from zennit.attribution import IntegratedGradients
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Softplus(), torch.nn.Linear(7, 3)).eval()
+    x = torch.randn(4, 5)
+    with IntegratedGradients(net, n_iter=32) as attributor:
+        _, zennit_ig = attributor(x, torch.eye(3)[[1] * 4])
+    right = composer.explain(net, x, "integrated_gradients", target=1, steps=32, points="right")
+    torch.testing.assert_close(right, zennit_ig, rtol=1e-5, atol=1e-6)
+    both = composer.explain(net, x, "integrated_gradients", target=1, steps=32)
+    assert not torch.allclose(both, right, rtol=1e-3)
+    path = torch.linspace(0, 1, 32)[:, None, None] * x[None]
+    grads = torch.stack([torch.autograd.functional.jacobian(lambda v: net(v)[:, 1].sum(), p) for p in path])
+    torch.testing.assert_close(both, x * grads.mean(0), rtol=1e-5, atol=1e-6)
+    with pytest.raises(composer.ComposerError, match="both_ends"):
+        composer.explain(net, x, "integrated_gradients", points="left")
