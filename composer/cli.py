@@ -9,7 +9,10 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from .extras import optional_import
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Declarative LRP: presets (YAML) compiled to zennit composites.")
@@ -45,7 +48,7 @@ def _parse_params(pairs: List[str]) -> dict:
 
 
 def _fail(err: Exception) -> None:
-    _consoles.err.print(f"[red]error:[/red] {err}")
+    _consoles.err.print(f"[red]error:[/red] {escape(str(err))}")  # messages may hold brackets: [cli]
     raise typer.Exit(1)
 
 
@@ -162,9 +165,8 @@ def _load_input(path: Path):
     elif suffix in (".pt", ".pth"):
         x = torch.load(path, map_location="cpu", weights_only=True).float()
     elif suffix in (".png", ".jpg", ".jpeg", ".bmp"):
-        from PIL import Image
-
-        img = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+        image = optional_import("PIL.Image", "reading an image input")
+        img = np.asarray(image.open(path).convert("RGB"), dtype=np.float32) / 255.0
         x = torch.from_numpy(img).permute(2, 0, 1)
     else:
         raise typer.BadParameter(f"input must be .npy, .pt or an image, got {path.name}")
@@ -196,7 +198,11 @@ def explain_cmd(model: str = typer.Option(..., "--model", "-m", help="TorchScrip
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{input.stem}_{method}"
     np.save(out / f"{stem}.npy", relevance.numpy())
-    png = save_heatmap(out / f"{stem}.png", relevance[0], image=x[0], title=method)
+    try:
+        png = save_heatmap(out / f"{stem}.png", relevance[0], image=x[0], title=method)
+    except ComposerError as err:  # no matplotlib in a core install: the map is written, the picture is not
+        _consoles.out.print(f"wrote {out / (stem + '.npy')}; no heatmap: {escape(str(err))}")
+        return
     _consoles.out.print(f"wrote {out / (stem + '.npy')} and {png}")
 
 
@@ -208,6 +214,13 @@ def demo(out: Path = typer.Option(Path("composer-out"), "--out", "-o", help="out
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .demo import run_demo
+    from .errors import ComposerError
+
+    try:
+        optional_import("sklearn.datasets", "the digits demo")
+        optional_import("matplotlib", "the demo's gallery")
+    except ComposerError as err:
+        _fail(err)
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=_consoles.err) as bar:

@@ -18,7 +18,7 @@ from zennit.core import Composite, Hook
 
 from . import registry
 from .errors import ComposerError, closest
-from .selectors import AFFINE_LAYERS, CompiledSelector, compile_selector, relevance_layers
+from .selectors import AFFINE_LAYERS, CompiledSelector, compile_selector, relevance_layers, type_matches
 from .spec import Binding, NamedCall, Preset, validate_document
 from .yamlio import read_yaml
 
@@ -297,16 +297,21 @@ class Plan:
         layers = relevance_layers(model)
         index_of = {id(m): i for i, (_, m) in enumerate(layers)}
         count = len(layers)
+        leaves = [(name, m) for name, m in model.named_modules() if not list(m.children())]
+        of_type = {}  # binding -> {id(module): index among the modules of its type}, for 'nth'
+        for i, binding in enumerate(self.bindings):
+            if binding.selector.nth is not None:
+                typed = [m for _, m in leaves if type_matches(binding.selector, m)]
+                of_type[i] = ({id(m): k for k, m in enumerate(typed)}, len(typed))
         used = [False] * len(self.bindings)
         out = []
-        for name, module in model.named_modules():
-            if list(module.children()):
-                continue
+        for name, module in leaves:
             idx = index_of.get(id(module))
             for i, binding in enumerate(self.bindings):
                 if binding.layers_only and idx is None and not isinstance(module, AFFINE_LAYERS):
                     continue
-                if binding.selector.matches(name, module, idx, count):
+                typed, typed_count = of_type.get(i, ({}, 0))
+                if binding.selector.matches(name, module, idx, count, typed.get(id(module)), typed_count):
                     used[i] = True
                     out.append((name, module, binding))
                     break

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .explain import explain
+from .extras import optional_import
 
 DEMO_METHODS = ("gradient", "gradient_x_sign", "integrated_gradients", "guided_backprop", "lrp_epsilon_0_1",
                 "lrp_alpha_2_beta_1", "lrpz_sequential_composite_a", "lrpsign_epsilon_0_25_std_x_mu_0_5",
@@ -40,7 +41,7 @@ def digits_cnn() -> nn.Sequential:
 
 def load_digits(seed: int = 0):
     """(x_train, y_train, x_test, y_test): scikit-learn's digits scaled to [0, 1], a fixed 80/20 split."""
-    from sklearn.datasets import load_digits as sk_digits
+    sk_digits = optional_import("sklearn.datasets", "the digits demo").load_digits
 
     data = sk_digits()
     x = torch.tensor(data.images, dtype=torch.float32)[:, None] / 16.0

@@ -89,14 +89,23 @@ class CompiledSelector:
     name_glob: Optional[str] = None
     name_regex: Optional["re.Pattern"] = None
     index: Optional[Tuple[int, int]] = None
+    nth: Optional[Tuple[int, int]] = None
 
     @property
     def positional(self) -> bool:
         """Whether it only picks relevance layers (it uses position or index)."""
         return self.position is not None or self.index is not None
 
-    def matches(self, name: str, module: torch.nn.Module, index: Optional[int], count: int) -> bool:
-        """Whether the module (``index`` among ``count`` relevance layers, None if it is none) is picked."""
+    def matches(self, name: str, module: torch.nn.Module, index: Optional[int], count: int,
+                type_index: Optional[int] = None, type_count: int = 0) -> bool:
+        """Whether the module (``index`` among ``count`` relevance layers, None if it is none; ``type_index``
+        among the ``type_count`` modules of the selector's type, for ``nth``) is picked."""
+        if self.nth is not None:
+            if type_index is None:
+                return False
+            start, stop = (i + type_count if i < 0 else i for i in self.nth)
+            if not start <= type_index <= stop:
+                return False
         if self.positional:
             if index is None:
                 return False
@@ -121,6 +130,11 @@ class CompiledSelector:
         return True
 
 
+def type_matches(selector: "CompiledSelector", module: torch.nn.Module) -> bool:
+    """Whether ``module`` is of one of the selector's types (what ``nth`` counts)."""
+    return any(_type_matches(t, module) for t in selector.types)
+
+
 def _type_matches(type_name: str, module: torch.nn.Module) -> bool:
     family = FAMILIES.get(type_name.lower())
     if family is not None:
@@ -135,6 +149,9 @@ def compile_selector(selector, source: str = "<preset>", field: str = "select") 
     -------
     >>> sel = compile_selector({"type": "conv", "index": [0, 1]})
     >>> sel.matches("features.0", torch.nn.Conv2d(1, 1, 3), 0, 5)
+    True
+    >>> first_conv = compile_selector({"type": "conv", "nth": 0})   # the first convolution, whatever precedes it
+    >>> first_conv.matches("fc", torch.nn.Conv2d(1, 1, 3), 1, 5, type_index=0, type_count=2)
     True
     """
     if isinstance(selector, str):
@@ -154,8 +171,11 @@ def compile_selector(selector, source: str = "<preset>", field: str = "select") 
     index = selector.index
     if isinstance(index, int):
         index = (index, index)
+    nth = selector.nth
+    if isinstance(nth, int):
+        nth = (nth, nth)
     return CompiledSelector(
         position=selector.position,
         types=tuple(types), name=selector.name, name_glob=selector.name_glob,
         name_regex=re.compile(selector.name_regex) if selector.name_regex else None,
-        index=tuple(index) if index is not None else None)
+        index=tuple(index) if index is not None else None, nth=tuple(nth) if nth is not None else None)

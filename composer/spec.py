@@ -69,11 +69,16 @@ class SelectorSpec(_Strict):
     name_regex: Optional[str] = Field(None, description="regular expression, matched in full against the name")
     index: Optional[Union[int, Tuple[int, int]]] = Field(
         None, description="index among relevance layers (negative from the end), or an inclusive [start, stop]")
+    nth: Optional[Union[int, Tuple[int, int]]] = Field(
+        None, description="index among the modules that 'type' selects, in the order the forward pass uses them "
+                          "(0 the first, -1 the last), or an inclusive [start, stop]; needs 'type'")
 
     @model_validator(mode="after")
     def _not_empty(self):
         if not self.model_fields_set:
             raise ValueError("a selector needs at least one key: " + ", ".join(type(self).model_fields))
+        if self.nth is not None and self.type is None:
+            raise ValueError("'nth' counts the modules of a type: give 'type' too (e.g. {type: conv, nth: 0})")
         return self
 
     @field_validator("name_regex")

@@ -10,6 +10,8 @@ from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 
+from .extras import optional_import
+
 ArrayLike = Union[np.ndarray, "torch.Tensor"]  # noqa: F821
 
 
@@ -56,7 +58,7 @@ def heatmap(relevance: ArrayLike, cmap: str = "bwr") -> np.ndarray:
     >>> heatmap(np.array([[-1.0, 0.0, 1.0]])).shape
     (1, 3, 3)
     """
-    import matplotlib
+    matplotlib = optional_import("matplotlib", "drawing heatmaps")
 
     r = normalize_symmetric(to_2d(relevance))
     return matplotlib.colormaps[cmap]((r + 1) / 2)[..., :3]
@@ -88,8 +90,7 @@ def save_heatmap(path: Union[str, Path], relevance: ArrayLike, image: Optional[A
     >>> p.exists()
     True
     """
-    import matplotlib
-
+    matplotlib = optional_import("matplotlib", "drawing heatmaps")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -131,8 +132,7 @@ def gallery(path: Union[str, Path], images: ArrayLike, maps: Dict[str, ArrayLike
     >>> gallery(os.path.join(tempfile.mkdtemp(), "g.png"), x, {"a": x, "b": -x}).exists()
     True
     """
-    import matplotlib
-
+    matplotlib = optional_import("matplotlib", "drawing heatmaps")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -167,3 +167,22 @@ def test_yaml_file_and_registered_dir(tmp_path, small_mlp):
     assert torch.allclose(by_path, by_name)
     composer.register_preset_dir(tmp_path)
     assert "mine" in composer.list_presets()
+
+
+def test_nth_counts_within_the_type_and_index_counts_relevance_layers():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3 * 4 * 4), torch.nn.Unflatten(1, (3, 4, 4)),
+                              torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(3, 2, 3, padding=1),
+                              torch.nn.Flatten(), torch.nn.Linear(32, 2))
+
+    def picked(select):
+        plan = compile_preset({"name": "t", "layers": [{"select": select, "rule": "z"}], "on_unmatched": "ignore"})
+        return [name for name, _, _ in plan.assign(net)]
+
+    assert picked({"type": "conv", "nth": 0}) == ["2"]               # the first convolution
+    assert picked({"type": "conv", "nth": -1}) == ["4"]
+    assert picked({"type": "dense", "nth": [0, 1]}) == ["0", "6"]
+    assert picked({"type": "conv", "index": [0, 1]}) == ["2"]        # relevance layers 0 (dense) and 1 (conv)
+    assert picked({"position": "first", "type": "conv"}) == []       # the first relevance layer is dense
+    with pytest.raises(composer.ComposerError, match="'nth' counts the modules of a type"):
+        compile_preset({"name": "t", "layers": [{"select": {"nth": 0}, "rule": "z"}]})
