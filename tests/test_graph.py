@@ -417,3 +417,16 @@ def test_arithmetic_on_sizes_is_left_alone():
     assert not any(type(m).__name__ in ("Add", "ElementwiseConstant") for m in twin.modules())
     torch.testing.assert_close(twin(x), model(x))
     assert torch.isfinite(composer.explain(model, x, "lrp_epsilon_0_1")).all()
+
+
+def test_zennit_version_under_test_keeps_every_flag():
+    """lrp_flat and w-square (zennit's ParamMod underneath) leave the model's flags alone on zennit 0.5.1 and 1.0."""
+    from importlib.metadata import version
+
+    model, x = _net(ModuleNet), torch.randn(1, 3, 8, 8)
+    model.conv1.weight.requires_grad_(False)
+    flags = [p.requires_grad for p in model.parameters()]
+    for method in ["lrp_flat", "lrp_w_square", "zblrp_epsilon_0_1_VGG16ILSVRC"]:
+        for canonize in (True, False):
+            composer.explain(model, x, method, canonize=canonize)
+            assert [p.requires_grad for p in model.parameters()] == flags, (version("zennit"), method)

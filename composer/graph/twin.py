@@ -32,6 +32,7 @@ def structural_copy(model: torch.nn.Module) -> torch.nn.Module:
         memo[id(p)] = torch.nn.Parameter(p.detach(), requires_grad=False)
     for b in model.buffers():
         memo[id(b)] = b.detach()
+    _plain_tensors(model, memo)
     twin = copy.deepcopy(model, memo)
     return twin.eval()
 
@@ -46,4 +47,14 @@ def share_module(module: torch.nn.Module) -> torch.nn.Module:
     (False, 'ReLU')
     """
     memo: Dict[int, object] = {id(t): t for t in list(module.parameters()) + list(module.buffers())}
+    _plain_tensors(module, memo)
     return copy.deepcopy(module, memo)
+
+
+def _plain_tensors(model: torch.nn.Module, memo: Dict[int, object]) -> None:
+    """Tensors kept as plain attributes (zennit 1.0's canonizers set merged weights that way) are shared,
+    detached: deepcopy cannot copy a tensor that autograd computed."""
+    for module in model.modules():
+        for value in vars(module).values():
+            if isinstance(value, torch.Tensor) and id(value) not in memo:
+                memo[id(value)] = value.detach()
