@@ -9,28 +9,22 @@ That holds when *every* reader of the ReLU's output, along every path of the can
 graph (:mod:`composer.graph`), ends in a rule that gives zero relevance to zero inputs
 (``zero_at_zero_input`` in its spec: epsilon, Z, StdX, alpha-beta, gamma, Z+, norm — so a residual
 sum bound to ``norm`` is fine, a functional ``+`` would not be), passing only through operations
-that keep a zero's relevance zero (max pooling, flatten, reshape, concatenation, indexing, dropout,
-identity, another ReLU bound to ``pass``). A ReLU whose output reaches the model's output, or any
+that keep a zero's relevance zero: the coverage check's relevance-neutral operations, which move
+values without mixing them (max pooling, flatten, reshape, concatenation, indexing, dropout,
+identity), or another ReLU bound to ``pass``. A ReLU whose output reaches the model's output, or any
 other operation, keeps its hook. A model without a graph (it could not be traced) elides nothing.
 """
 from __future__ import annotations
 
-import operator
 from typing import Dict, List, Set, Tuple
 
 import torch
 import torch.fx as fx
-import zennit.types
 
 from .graph.canonical import graph_info
+from .graph.coverage import NEUTRAL_FUNCTIONS, NEUTRAL_METHODS, NEUTRAL_MODULES
 
 PASS_RULES = ("pass", "zennit_pass")
-#: modules that keep the relevance of a zero at zero when the gradient crosses them
-ZERO_KEEPING_MODULES = (zennit.types.MaxPool, torch.nn.Flatten, torch.nn.Unflatten, torch.nn.Identity,
-                        torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d)
-ZERO_KEEPING_FUNCTIONS = {torch.cat, torch.concat, torch.stack, operator.getitem, torch.reshape, torch.flatten,
-                          torch.squeeze, torch.unsqueeze, torch.transpose, torch.permute}
-ZERO_KEEPING_METHODS = {"view", "reshape", "flatten", "permute", "transpose", "contiguous", "squeeze", "unsqueeze"}
 
 
 def redundant_relu_passes(model: torch.nn.Module, assigned: List[Tuple[str, torch.nn.Module, object]]) -> Set[int]:
@@ -59,12 +53,12 @@ def redundant_relu_passes(model: torch.nn.Module, assigned: List[Tuple[str, torc
                 return bool(spec.zero_at_zero_input)
             if spec is not None and not isinstance(module, torch.nn.ReLU):
                 return False  # a pass over anything but a ReLU may move relevance onto a zero
-            if spec is None and not isinstance(module, ZERO_KEEPING_MODULES):
+            if spec is None and not isinstance(module, NEUTRAL_MODULES):
                 return False
             return zero_kept(user)
-        if user.op == "call_function" and user.target in ZERO_KEEPING_FUNCTIONS:
+        if user.op == "call_function" and user.target in NEUTRAL_FUNCTIONS:
             return zero_kept(user)
-        if user.op == "call_method" and user.target in ZERO_KEEPING_METHODS:
+        if user.op == "call_method" and user.target in NEUTRAL_METHODS:
             return zero_kept(user)
         return False
 

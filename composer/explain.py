@@ -54,27 +54,26 @@ def model_guard(model: torch.nn.Module):
                 b.copy_(saved)
 
 
-@contextlib.contextmanager
-def _private_twin(model: torch.nn.Module, plan, canonize: Optional[bool]):
-    """The model's canonical twin (LRP presets, Grad-CAM) or structural copy; None if it cannot be copied."""
+def _private_twin(stack: contextlib.ExitStack, model: torch.nn.Module, plan,
+                  canonize: Optional[bool]) -> Optional[torch.nn.Module]:
+    """Borrow, for the duration of ``stack``, the model's canonical twin (LRP presets, Grad-CAM) or its
+    structural copy; None if the model cannot be copied. The twin goes back to the pool only if the
+    call ends without an error."""
     if canonize is not None and not isinstance(canonize, bool):
         raise ComposerError(f"canonize must be True or False, got {canonize!r}")
     use_graph = (plan.preset.canonize if canonize is None else canonize) and bool(
         plan.bindings or plan.attributor[0] == "grad_cam")
+    # zennit canonizers named for a plain copy change it in place (and do not all undo it exactly)
+    borrowed = graph.borrow(model, plan.canonizers if use_graph else (), traced=use_graph,
+                            reuse=use_graph or not plan.canonizers)
     try:
-        # zennit canonizers named for a plain copy change it in place (and do not all undo it exactly)
-        borrowed = graph.borrow(model, plan.canonizers if use_graph else (), traced=use_graph,
-                                reuse=use_graph or not plan.canonizers)
-        twin = borrowed.__enter__()
+        return stack.enter_context(borrowed)
     except ComposerError:
         raise
     except Exception as err:  # noqa: BLE001 - deepcopy of a module holding something uncopyable
         warnings.warn(f"{type(model).__name__} cannot be copied ({type(err).__name__}: {err}); composer hooks the "
-                      "model itself, one call at a time, and restores it afterwards", ComposerWarning, stacklevel=4)
-        yield None
-        return
-    yield twin
-    borrowed.__exit__(None, None, None)  # reached only without an error: the twin is clean for reuse
+                      "model itself, one call at a time, and restores it afterwards", ComposerWarning, stacklevel=3)
+        return None
 
 
 _model_locks: "weakref.WeakKeyDictionary[torch.nn.Module, threading.Lock]" = weakref.WeakKeyDictionary()
@@ -198,7 +197,8 @@ def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: 
             generator = torch.Generator().manual_seed(int(seed))
         kwargs = {**kwargs, "generator": generator}
     t = _targets(target, x.shape[0], x.device)
-    with _private_twin(model, plan, canonize) as twin:
+    with contextlib.ExitStack() as stack:
+        twin = _private_twin(stack, model, plan, canonize)
         if twin is None:  # the model cannot be copied: hook it, one call at a time, and restore it
             with _lock_of(model), model_guard(model):
                 model.eval()

@@ -14,8 +14,8 @@ class NormHook(RescaleHook):
 
     For a residual sum ``z = a + b`` each operand gets its share ``a ⊙ R / z``; for average pooling
     each input its share of the window's mean. The numbers are zennit's ``Norm`` (stabiliser ε = 1e-6
-    added with the sign of ``z``, ``sgn 0 = +1``), without re-running the module or copying its inputs:
-    the module's own backward applies ``Jᵀ``, and a sum's output is recomputed, not kept.
+    added with the sign of ``z``, ``sgn 0 = +1``), without copying its inputs: the module's own backward
+    applies ``Jᵀ``, and its output is recomputed in the backward (one cheap pass), not kept.
 
     Example
     -------
