@@ -97,7 +97,7 @@ def show(name: str = typer.Argument(..., help="preset, method name or YAML file"
     _consoles.out.print(f"from: {' <- '.join(plan.preset.sources)}")
     _consoles.out.print(f"parameters: {json.dumps(plan.params, default=str)}")
     if plan.canonizers:
-        _consoles.out.print(f"canonizers: {', '.join(plan.canonizers)}")
+        _consoles.out.print(f"canonizers: {', '.join(map(str, plan.canonizers))}")
     attributor, kwargs = plan.attributor
     _consoles.out.print(f"attributor: {attributor} {json.dumps(kwargs, default=str)}")
     if plan.modifiers:

@@ -7,6 +7,7 @@ substitutes ``$param`` references, validates every rule and parameter and caches
 """
 from __future__ import annotations
 
+import json
 import threading
 import warnings
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import torch
 from zennit.core import Composite, Hook
 
 from . import registry
+from .canonizers import CanonizerRef, CanonizerSpec, make_canonizer, split_canonizers
 from .errors import ComposerError, closest
 from .selectors import AFFINE_LAYERS, CompiledSelector, compile_selector, relevance_layers, type_matches
 from .spec import Binding, NamedCall, Preset, validate_document
@@ -42,7 +44,7 @@ class ResolvedPreset:
     sources: Tuple[str, ...]
     params: Dict[str, Any]
     layers: Tuple[Tuple[Binding, str, str], ...]  # (binding, source file, field path)
-    canonizers: Tuple[str, ...]
+    canonizers: Tuple["CanonizerSpec", ...]
     attributor: Optional[Tuple[NamedCall, str]]
     modifiers: Tuple[Tuple[NamedCall, str, str], ...]
     canonize: bool = True
@@ -158,10 +160,12 @@ def load_preset(ref: PresetRef, _chain: Tuple[str, ...] = ()) -> ResolvedPreset:
     layers = tuple((b, source, f"layers[{i}]") for i, b in enumerate(preset.layers))
     for parent in parents:
         layers += parent.layers
-    canonizers: List[str] = []
-    for name in [c for p in parents for c in p.canonizers] + list(preset.canonizers):
-        if name not in canonizers:
-            canonizers.append(name)
+    canonizers: List[CanonizerSpec] = []
+    own = [c if isinstance(c, str) else CanonizerRef(c.name, json.dumps(c.with_, sort_keys=True))
+           for c in preset.canonizers]
+    for ref in [c for p in parents for c in p.canonizers] + own:
+        if ref not in canonizers:
+            canonizers.append(ref)
     attributor = (preset.attributor, source) if preset.attributor else next(
         (p.attributor for p in parents if p.attributor), None)
     modifiers = tuple(m for p in parents for m in p.modifiers) + tuple(
@@ -213,6 +217,17 @@ def check_param(spec, value, source: str, field: str):
         elif spec.choices and value not in spec.choices:
             raise ComposerError(f"{value!r} is not one of {spec.choices}", source=source, field=field,
                                 suggestions=closest(value, spec.choices))
+    elif kind == "names":
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            bad = "a list of names"
+        elif spec.choices:
+            for i, v in enumerate(value):
+                if v not in spec.choices:
+                    raise ComposerError(f"{v!r} is not one of {spec.choices}", source=source, field=f"{field}[{i}]",
+                                        suggestions=closest(v, spec.choices))
+        if not bad:
+            value = list(dict.fromkeys(value))
     elif kind == "tensor":
         if isinstance(value, bool) or not isinstance(value, (int, float, list, torch.Tensor)):
             bad = "a number or a tensor"
@@ -284,7 +299,7 @@ class Plan:
     preset: ResolvedPreset
     params: Dict[str, Any]
     bindings: Tuple[CompiledBinding, ...]
-    canonizers: Tuple[str, ...]
+    canonizers: Tuple[CanonizerSpec, ...]
     attributor: Tuple[str, Dict[str, Any]]
     modifiers: Tuple[Tuple[str, Dict[str, Any]], ...]
 
@@ -326,13 +341,14 @@ class Plan:
             warnings.warn(f"{binding.source}: {text}", ComposerWarning, stacklevel=3)
         return out
 
-    def composite(self, elide: bool = True, canonize: Optional[bool] = None,
-                  on_uncovered: Optional[str] = None) -> "PresetComposite":
+    def composite(self, elide: bool = True, canonize: Optional[bool] = None, on_uncovered: Optional[str] = None,
+                  canonizer_objects: Tuple[Any, ...] = ()) -> "PresetComposite":
         """A fresh zennit Composite for this plan (one per model at a time, as zennit requires).
 
-        ``canonize`` and ``on_uncovered`` override the preset's fields (see :class:`PresetComposite`).
+        ``canonize`` and ``on_uncovered`` override the preset's fields (see :class:`PresetComposite`);
+        ``canonizer_objects`` are zennit canonizer instances applied besides the plan's named ones.
         """
-        return PresetComposite(self, elide, canonize, on_uncovered)
+        return PresetComposite(self, elide, canonize, on_uncovered, canonizer_objects)
 
     @property
     def is_lrp(self) -> bool:
@@ -379,8 +395,10 @@ class PresetComposite(Composite):
     """
 
     def __init__(self, plan: Plan, elide: bool = True, canonize: Optional[bool] = None,
-                 on_uncovered: Optional[str] = None):
-        super().__init__(canonizers=[registry.make_canonizer(n) for n in plan.canonizers])
+                 on_uncovered: Optional[str] = None, canonizer_objects: Tuple[Any, ...] = ()):
+        super().__init__(module_map=self._module_map,
+                         canonizers=[make_canonizer(n) for n in plan.canonizers] + list(canonizer_objects))
+        self.canonizer_objects = tuple(canonizer_objects)
         if on_uncovered not in (None, "error", "warn", "ignore"):
             raise ComposerError(f"on_uncovered must be 'error', 'warn' or 'ignore', got {on_uncovered!r}",
                                 suggestions=closest(str(on_uncovered), ["error", "warn", "ignore"]))
@@ -405,7 +423,7 @@ class PresetComposite(Composite):
             target = module
             if graph_info(module) is None:
                 if self.canonize:
-                    target = canonize(module, self.plan.canonizers)
+                    target = canonize(module, self.plan.canonizers, self.canonizer_objects)
                     self.handles.append(_ForwardRedirect(module, target))
                 else:
                     for canonizer in self.canonizers:
@@ -432,6 +450,48 @@ class PresetComposite(Composite):
             self.remove()
             raise
         self.assignments = [(name, binding.describe()) for name, _, binding in assigned]
+
+    def _module_map(self, ctx: dict, name: str, module: torch.nn.Module) -> Optional[Hook]:
+        """zennit's ``module_map``: the hook for one module, so zennit's combinators (``MixedComposite``,
+        ``NameLayerMapComposite``-style mixes) can use this composite.
+
+        zennit's ``Composite.register`` walks ``root.named_modules()``, root first: that first call
+        assigns the whole model (positions need it). Inside a combinator the hooks go on the model's own
+        modules, with the canonizers the combinator applied; graph canonization, which needs to run the
+        model's forward on a twin, is not available there, so operations of ``forward()`` that need a
+        rule and are not modules (a functional residual ``+``) are named in a warning.
+        """
+        from .elision import inplace_followers
+        from .rules.rescale import RescaleHook
+
+        hooks = ctx.get("hooks")
+        if hooks is None:
+            assigned = self.plan.assign(module)
+            followers = inplace_followers(module)
+            hooks = ctx["hooks"] = {}
+            for child_name, child, binding in assigned:
+                hook = binding.template.copy()
+                if isinstance(hook, RescaleHook) and id(child) in followers:
+                    hook.copy_output = True
+                hooks[id(child)] = hook
+            self._warn_functional(module, assigned)
+        return hooks.get(id(module))
+
+    def _warn_functional(self, model: torch.nn.Module, assigned) -> None:
+        from .graph import functional_uncovered
+
+        if not self.plan.is_lrp or self.on_uncovered == "ignore":
+            return
+        found = functional_uncovered(model)
+        if found:
+            shown = "".join(f"\n  {u}" for u in found[:12]) + (
+                f"\n  ... and {len(found) - 12} more" if len(found) > 12 else "")
+            warnings.warn(
+                f"inside a zennit combinator, preset '{self.plan.name}' can hook only the modules of "
+                f"{type(model).__name__}; {len(found)} operation(s) of its forward() that need a rule get the "
+                f"plain gradient:{shown}\nUse the composite on its own (compose(...) registers on a canonical twin) "
+                "or composer.explain, or give the model canonizers that make these operations modules "
+                "(e.g. 'resnet').", ComposerWarning, stacklevel=4)
 
     def _rescale_after_relus(self, twin: torch.nn.Module, skip, hooks) -> None:
         """Move a layer's output rescale behind the elided ReLU that alone reads its output: the same
@@ -519,7 +579,8 @@ class _ForwardRedirect:
         self.model = None
 
 
-def _compile(resolved: ResolvedPreset, overrides: Dict[str, Any], extra_canonizers: Tuple[str, ...] = ()) -> Plan:
+def _compile(resolved: ResolvedPreset, overrides: Dict[str, Any],
+             extra_canonizers: Tuple[CanonizerSpec, ...] = ()) -> Plan:
     params = dict(resolved.params)
     for key, value in overrides.items():
         if key not in params:
@@ -543,8 +604,8 @@ def _compile(resolved: ResolvedPreset, overrides: Dict[str, Any], extra_canonize
                                 field=fld) from None
         bindings.append(CompiledBinding(selector, rule, checked, template, source, fld, binding.optional))
     canonizers = tuple(dict.fromkeys(resolved.canonizers + tuple(extra_canonizers)))
-    for name in canonizers:
-        registry.make_canonizer(name, resolved.source)
+    for i, ref in enumerate(resolved.canonizers):
+        make_canonizer(ref, resolved.source, f"canonizers[{i}]")
     from . import methods
 
     if resolved.attributor is not None:
@@ -572,10 +633,11 @@ def _freeze(value):
     raise TypeError("unhashable")
 
 
-def compile_preset(preset: PresetRef, *, canonizers: Optional[List[str]] = None, **params) -> Plan:
+def compile_preset(preset: PresetRef, *, canonizers=None, **params) -> Plan:
     """Validate and compile a preset (name, method name, path or mapping) with parameter overrides.
 
-    ``canonizers`` adds canonizers by name (``merge_batchnorm``, ``vgg``, ``resnet``) to the preset's.
+    ``canonizers`` adds canonizers by name (``merge_batchnorm``, ``vgg``, ``resnet``) or as
+    ``{name, with}`` mappings (:mod:`composer.canonizers`) to the preset's.
 
     Results for names and files are cached, so compiling the same preset and parameters again
     costs a dictionary look-up.
@@ -587,7 +649,10 @@ def compile_preset(preset: PresetRef, *, canonizers: Optional[List[str]] = None,
     (0.25, 'epsilon(epsilon=0.25, bias=True)')
     """
     key = None
-    extra = tuple(canonizers or ())
+    extra, objects = split_canonizers(canonizers)
+    if objects:
+        raise ComposerError("compile_preset takes canonizers by name; pass zennit canonizer instances to compose() "
+                            "or explain()")
     if isinstance(preset, str) and "/" not in preset and not preset.endswith((".yaml", ".yml")):
         try:  # registered and method names are cached; files may change, mappings are not hashable
             key = (preset, extra, tuple(sorted((k, _freeze(v)) for k, v in params.items())))
@@ -623,11 +688,16 @@ def _resolve_any(preset: PresetRef) -> Tuple[ResolvedPreset, Dict[str, Any]]:
     return load_preset(preset), {}
 
 
-def compose(preset: PresetRef, *, canonizers: Optional[List[str]] = None, **params) -> PresetComposite:
+def compose(preset: PresetRef, *, canonizers=None, **params) -> PresetComposite:
     """A zennit Composite for a preset, a SignXAI method name, a YAML path or a mapping.
 
     Parameters override the preset's defaults and are validated against the rules' specs;
-    ``canonizers`` adds zennit canonizers by name (e.g. ``["vgg"]`` for a VGG with batch norm).
+    ``canonizers`` adds zennit canonizers by name (e.g. ``["vgg"]`` for a VGG with batch norm), as
+    ``{name, with}`` mappings, or as zennit canonizer instances (``[ResNetCanonizer()]``). Canonizers
+    given here take over batch-norm merging from graph canonization, as zennit's composites do it.
+
+    The composite works on its own (``Gradient(model, composite)``) and inside zennit's combinators
+    (``MixedComposite([NameMapComposite(...), compose("epsilon_plus")])``).
 
     Example
     -------
@@ -640,4 +710,5 @@ def compose(preset: PresetRef, *, canonizers: Optional[List[str]] = None, **para
     >>> relevance.shape
     torch.Size([2, 4])
     """
-    return compile_preset(preset, canonizers=canonizers, **params).composite()
+    refs, objects = split_canonizers(canonizers)
+    return PresetComposite(compile_preset(preset, canonizers=list(refs), **params), canonizer_objects=objects)

@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence, Union
 import torch
 
 from . import graph
+from .canonizers import split_canonizers
 from .compiler import ComposerWarning, PresetRef, compile_preset
 from .graph.canonical import graph_info
 from .errors import ComposerError
@@ -55,7 +56,7 @@ def model_guard(model: torch.nn.Module):
 
 
 def _private_twin(stack: contextlib.ExitStack, model: torch.nn.Module, plan,
-                  canonize: Optional[bool]) -> Optional[torch.nn.Module]:
+                  canonize: Optional[bool], objects: Sequence[Any] = ()) -> Optional[torch.nn.Module]:
     """Borrow, for the duration of ``stack``, the model's canonical twin (LRP presets, Grad-CAM) or its
     structural copy; None if the model cannot be copied. The twin goes back to the pool only if the
     call ends without an error."""
@@ -65,7 +66,8 @@ def _private_twin(stack: contextlib.ExitStack, model: torch.nn.Module, plan,
         plan.bindings or plan.attributor[0] == "grad_cam")
     # zennit canonizers named for a plain copy change it in place (and do not all undo it exactly)
     borrowed = graph.borrow(model, plan.canonizers if use_graph else (), traced=use_graph,
-                            reuse=use_graph or not plan.canonizers)
+                            reuse=(use_graph or not plan.canonizers) and not objects,
+                            objects=objects if use_graph else ())
     try:
         return stack.enter_context(borrowed)
     except ComposerError:
@@ -135,7 +137,7 @@ def _targets(target: Target, n: int, device: torch.device) -> Optional[torch.Ten
 
 def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: Target = None, *,
             batch_size: Optional[int] = None, generator: Optional[torch.Generator] = None,
-            seed: Optional[int] = None, canonizers: Optional[Sequence[str]] = None,
+            seed: Optional[int] = None, canonizers: Optional[Sequence[Any]] = None,
             canonize: Optional[bool] = None, on_uncovered: Optional[str] = None, **params: Any) -> torch.Tensor:
     """Attribute the model's output for ``target`` to the input, with any method of the grid.
 
@@ -157,9 +159,10 @@ def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: 
         Largest batch the model sees at once (integrated gradients and SmoothGrad expand the batch).
     generator, seed :
         Randomness of SmoothGrad / VarGrad; equal seeds give equal results.
-    canonizers : list of str, optional
-        zennit canonizers to add to the preset's (``merge_batchnorm``, ``vgg``, ``resnet``); graph
-        canonization makes them unnecessary.
+    canonizers : list, optional
+        zennit canonizers to add to the preset's: names (``merge_batchnorm``, ``vgg``, ``resnet``),
+        ``{name, with}`` mappings or zennit canonizer instances (:mod:`composer.canonizers`). Graph
+        canonization makes them unnecessary; given, they take over batch-norm merging as in zennit.
     canonize : bool, optional
         Override the preset's ``canonize`` (default True): LRP presets and Grad-CAM see the model's
         canonical twin — functional calls as modules, batch norms merged by the graph's edges, one
@@ -188,7 +191,8 @@ def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: 
         raise ComposerError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ComposerError(f"batch_size must be a positive integer, got {batch_size!r}")
-    plan = compile_preset(method, canonizers=list(canonizers or ()), **params)
+    refs, objects = split_canonizers(canonizers)
+    plan = compile_preset(method, canonizers=list(refs), **params)
     x = _check_input(x)
     _check_dtype(model, x)
     name, kwargs = plan.attributor
@@ -198,15 +202,16 @@ def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: 
         kwargs = {**kwargs, "generator": generator}
     t = _targets(target, x.shape[0], x.device)
     with contextlib.ExitStack() as stack:
-        twin = _private_twin(stack, model, plan, canonize)
+        twin = _private_twin(stack, model, plan, canonize, objects)
         if twin is None:  # the model cannot be copied: hook it, one call at a time, and restore it
             with _lock_of(model), model_guard(model):
                 model.eval()
-                with plan.composite(canonize=False, on_uncovered=on_uncovered).context(model):
+                with plan.composite(canonize=False, on_uncovered=on_uncovered,
+                                    canonizer_objects=objects).context(model):
                     relevance = ATTRIBUTORS[name](Backprop(model, batch_size), x, t, **kwargs)
         else:
             composite = plan.composite(canonize=None if graph_info(twin) is not None else False,
-                                       on_uncovered=on_uncovered)
+                                       on_uncovered=on_uncovered, canonizer_objects=objects)
             with composite.context(twin):
                 relevance = ATTRIBUTORS[name](Backprop(twin, batch_size), x, t, **kwargs)
     for mod_name, mod_kwargs in plan.modifiers:

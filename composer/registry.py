@@ -3,7 +3,7 @@
 * Rules come from ``rule_specs/*.yaml`` (each naming a registered hook class), from Python
   (:func:`register_rule`) and from the ``composer.rules`` entry-point group.
 * Presets come from ``presets/*.yaml`` and from folders added with :func:`register_preset_dir`.
-* Canonizers are zennit's, by name (:data:`CANONIZERS`).
+* Canonizers are zennit's, by name (:data:`CANONIZERS`, see :mod:`composer.canonizers`).
 
 YAML never names a Python import path: a rule spec names a hook registered in
 :mod:`composer.rules` or one of :mod:`zennit.rules`; a preset names rules and canonizers only.
@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Type, Union
 
 import zennit.rules
-from zennit.canonizers import SequentialMergeBatchNorm
 from zennit.core import Hook
-from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
 from . import rules as _rules  # noqa: F401  (registers composer's hooks)
+from .canonizers import CANONIZERS, make_canonizer  # noqa: F401  (canonizers are found here too)
 from .errors import ComposerError, closest
 from .rules.base import HOOKS
 from .spec import ParamSpec, RuleSpec, validate_document
@@ -39,12 +38,6 @@ def _data_dir(name: str) -> Path:
 PRESET_DIR = _data_dir("presets")
 RULE_SPEC_DIR = _data_dir("rule_specs")
 
-#: canonizer names a preset may use, mapped to zennit canonizer classes
-CANONIZERS: Dict[str, Callable[[], Any]] = {
-    "merge_batchnorm": SequentialMergeBatchNorm,
-    "vgg": VGGCanonizer,
-    "resnet": ResNetCanonizer,
-}
 
 
 @dataclass(frozen=True)
@@ -280,18 +273,3 @@ def list_presets(include_abstract: bool = False) -> List[str]:
     if include_abstract:
         return names
     return [n for n in names if not load_preset(n).abstract]
-
-
-def make_canonizer(name: str, source: str = "<preset>", field: str = "canonizers"):
-    """A fresh zennit canonizer for a registered canonizer name.
-
-    Example
-    -------
-    >>> type(make_canonizer("merge_batchnorm")).__name__
-    'SequentialMergeBatchNorm'
-    """
-    try:
-        return CANONIZERS[name]()
-    except KeyError:
-        raise ComposerError(f"unknown canonizer '{name}'; known: {', '.join(CANONIZERS)}", source=source,
-                            field=field, suggestions=closest(name, CANONIZERS)) from None

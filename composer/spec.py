@@ -27,8 +27,9 @@ class _Strict(BaseModel):
 class ParamSpec(_Strict):
     """One parameter of a rule: its type, default, bounds and meaning."""
 
-    type: Literal["float", "int", "bool", "str", "tensor"] = Field(
-        description="float/int/bool/str, or tensor (a float, or a torch.Tensor passed from Python)")
+    type: Literal["float", "int", "bool", "str", "tensor", "names"] = Field(
+        description="float/int/bool/str, tensor (a float, or a torch.Tensor passed from Python), or names "
+                    "(a list of strings, e.g. parameter names; 'choices' restricts them)")
     default: Optional[ParamValue] = Field(None, description="value when a preset does not set it")
     required: bool = Field(False, description="a preset must set it (no default)")
     ge: Optional[float] = None
@@ -151,7 +152,9 @@ class Preset(_Strict):
     extends: Union[str, List[str]] = Field(default_factory=list, description="presets this one builds on")
     params: Dict[str, Any] = Field(default_factory=dict, description="the method's parameters and defaults")
     layers: List[Binding] = Field(default_factory=list, description="ordered; the first matching binding wins")
-    canonizers: List[str] = Field(default_factory=list)
+    canonizers: List[Union[str, "NamedCall"]] = Field(
+        default_factory=list, description="zennit canonizers by name (vgg, resnet, merge_batchnorm) or "
+                                          "{name, with} for those with parameters (named_merge_batchnorm, attributes)")
     attributor: Optional[NamedCall] = None
     modifiers: List[NamedCall] = Field(default_factory=list)
     on_unmatched: Literal["warn", "error", "ignore"] = Field(

@@ -12,6 +12,16 @@ def hooks_left(model: torch.nn.Module) -> int:
                + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
 
 
+def with_bn_statistics(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` in eval mode with random batch-norm statistics and affine parameters (so merging them matters)."""
+    torch.manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5), m.bias.data.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
 def state_of(model: torch.nn.Module):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 

@@ -33,7 +33,7 @@ def write(tmp_path, text, name="p.yaml"):
     ("name: a\nlayers:\n  - select: firts\n    rule: z\n", 3, "layers[0].select", "unknown selector", None),
     ("name: a\nlayers:\n  - select: {type: Conv2D}\n    rule: z\n", 3, "layers[0].select.type",
      "unknown module type", "Conv2d"),
-    ("name: a\ncanonizers: [merge_bn]\n", 2, "canonizers", "unknown canonizer", "merge_batchnorm"),
+    ("name: a\ncanonizers: [merge_bn]\n", 2, "canonizers[0]", "unknown canonizer", "merge_batchnorm"),
     ("name: a\nextends: lrp_epsilom\n", 2, "extends", "unknown preset", "lrp_epsilon"),
     ("name: a\nattributor: {name: gradiant}\n", 2, "attributor.name", "unknown attributor", "gradient"),
     ("name: a\nmodifiers: [{name: x_sing}]\n", 2, "modifiers[0].name", "unknown modifier", "x_sign"),

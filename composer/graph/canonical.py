@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Type
 import torch
 import torch.fx as fx
 import zennit.layer
+import zennit.types
 
 from ..errors import ComposerError
 from .batchnorm import merge_batchnorms
@@ -105,6 +106,8 @@ class GraphInfo:
     aliases: Dict[str, str] = field(default_factory=dict)
     sites: Dict[str, List[str]] = field(default_factory=dict)
     kept_batchnorms: List[str] = field(default_factory=list)
+    #: paths of the modules made from functional calls of forward() (residual sums, F.relu, ...)
+    functional: List[str] = field(default_factory=list)
 
     def describe(self, path: str) -> str:
         """A twin module path in the user's words."""
@@ -153,10 +156,14 @@ def build(model: torch.nn.Module, canonizers: Sequence = ()) -> torch.nn.Module:
         return twin
     info.traced = True
     redirect_inplace(gm)
-    functions_to_modules(gm, info.origin)
+    info.functional = functions_to_modules(gm, info.origin)
     info.sites = one_module_per_site(gm, info.origin)
     out_of_place(gm)
-    info.kept_batchnorms = merge_batchnorms(gm, info.origin, info.aliases)
+    if canonizers:  # zennit's canonizers merged (or chose not to merge) the batch norms; composer does not redo it
+        info.kept_batchnorms = [n.target for n in gm.graph.nodes if n.op == "call_module"
+                                and isinstance(gm.get_submodule(n.target), zennit.types.BatchNorm)]
+    else:
+        info.kept_batchnorms = merge_batchnorms(gm, info.origin, info.aliases)
     gm.graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()
@@ -215,17 +222,19 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def _kept(model: torch.nn.Module, canonizers: Sequence[str], traced: bool) -> _Kept:
-    from ..registry import make_canonizer
+def _kept(model: torch.nn.Module, canonizers: Sequence, traced: bool, objects: Sequence = ()) -> _Kept:
+    from ..canonizers import make_canonizer
 
     kind = (traced, tuple(canonizers))
     key = (fingerprint(model), tuple(LEAF_MODULES))
     with _lock:
-        kept = _cache.get(model, {}).get(kind)
+        kept = _cache.get(model, {}).get(kind) if not objects else None
     if kept is not None and kept.key == key:
         return kept
     if traced:
-        template = build(model, [make_canonizer(n) for n in canonizers])
+        template = build(model, [make_canonizer(n) for n in canonizers] + list(objects))
+        if objects:  # canonizer instances may carry any state: their twin is not kept
+            return _Kept(key, template)
     else:
         template = structural_copy(model)
         template.composer_graph = None
@@ -238,11 +247,14 @@ def _kept(model: torch.nn.Module, canonizers: Sequence[str], traced: bool) -> _K
     return kept
 
 
-def canonize(model: torch.nn.Module, canonizers: Sequence[str] = ()) -> torch.nn.Module:
+def canonize(model: torch.nn.Module, canonizers: Sequence = (), objects: Sequence = ()) -> torch.nn.Module:
     """A fresh canonical twin of ``model``: its own modules over the model's weights, in eval mode.
 
-    ``canonizers`` names zennit canonizers (``merge_batchnorm``, ``vgg``, ``resnet``) to apply to the
-    copy before tracing; graph canonization makes them unnecessary for torchvision models.
+    ``canonizers`` names zennit canonizers (``merge_batchnorm``, ``vgg``, ``resnet``; see
+    :mod:`composer.canonizers`) and ``objects`` are zennit canonizer instances, applied to the copy
+    before tracing. Graph canonization makes them unnecessary for torchvision models; when given,
+    they take over batch-norm merging (zennit leaves a merged batch norm computing ``x / sqrt(1 + eps)``,
+    and so does the twin), so zennit's composites are reproduced bit for bit.
 
     Example
     -------
@@ -257,11 +269,12 @@ def canonize(model: torch.nn.Module, canonizers: Sequence[str] = ()) -> torch.nn
     >>> [type(m).__name__ for _, m in twin.named_children()]
     ['Linear', 'ReLU', 'Add']
     """
-    return _kept(model, canonizers, True).fresh()
+    return _kept(model, canonizers, True, objects).fresh()
 
 
 @contextlib.contextmanager
-def borrow(model: torch.nn.Module, canonizers: Sequence[str] = (), traced: bool = True, reuse: bool = True):
+def borrow(model: torch.nn.Module, canonizers: Sequence = (), traced: bool = True, reuse: bool = True,
+           objects: Sequence = ()):
     """A twin of ``model`` for one call (canonical if ``traced``, else a plain structural copy).
 
     Twins are reused: a call takes an idle one (or makes one) and gives it back when it ends without
@@ -275,7 +288,7 @@ def borrow(model: torch.nn.Module, canonizers: Sequence[str] = (), traced: bool 
     ...     graph_info(twin).traced, twin is net
     (True, False)
     """
-    kept = _kept(model, canonizers, traced)
+    kept = _kept(model, canonizers, traced, objects)
     with _lock:
         twin = kept.idle.pop() if kept.idle else None
     if twin is None:

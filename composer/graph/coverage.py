@@ -142,3 +142,31 @@ def _stochastic_depth_call(node: fx.Node) -> bool:
         return False
     training = node.args[3] if len(node.args) > 3 else node.kwargs.get("training", True)
     return training is False
+
+
+def functional_uncovered(model: nn.Module) -> List[Uncovered]:
+    """Operations of ``model.forward()`` that need an LRP rule but are not modules (a functional residual
+    ``+``, ``x.mean()``, ``x * w`` of two computed tensors): what module hooks alone cannot reach.
+
+    Example
+    -------
+    >>> class Residual(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.fc = torch.nn.Linear(3, 3)
+    ...     def forward(self, x):
+    ...         return self.fc(x) + x
+    >>> [u.what.split(":")[0] for u in functional_uncovered(Residual())]
+    ['Add']
+    """
+    from .canonical import canonize
+
+    try:
+        twin = canonize(model)
+    except Exception:  # noqa: BLE001 - a model that cannot even be copied: nothing more can be said
+        return []
+    info = twin.composer_graph
+    if not info.traced:
+        return []
+    made = set(info.functional)
+    return uncovered(twin, [m for path, m in twin.named_modules() if path not in made])

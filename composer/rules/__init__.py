@@ -7,9 +7,10 @@ from .alpha_beta import AlphaBetaHook
 from .base import HOOKS, register_hook, safe_divide, sign_map
 from .epsilon import EpsilonHook
 from .gamma import ReferenceGammaHook
+from .gradient import GradientHook
 from .norm import NormHook
 from .wsquare import WSquareHook
 from .zbox import ZBoxHook
 
 __all__ = ["HOOKS", "register_hook", "safe_divide", "sign_map", "EpsilonHook", "AlphaBetaHook",
-           "ReferenceGammaHook", "NormHook", "WSquareHook", "ZBoxHook"]
+           "ReferenceGammaHook", "GradientHook", "NormHook", "WSquareHook", "ZBoxHook"]

@@ -130,7 +130,9 @@ class RescaleHook(Hook):
         self._local = threading.local()
 
     def copy(self):
-        return type(self)(**self.kwargs)
+        hook = type(self)(**self.kwargs)
+        hook.copy_output = self.copy_output   # zennit's register loop copies the template the composite flagged
+        return hook
 
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.kwargs.items())})"
