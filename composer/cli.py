@@ -1,9 +1,9 @@
 """The ``composer`` command: list, show, validate, schema, explain, demo."""
 from __future__ import annotations
 
-import importlib
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -35,15 +35,19 @@ _consoles = _Consoles()
 
 
 def _parse_params(pairs: List[str]) -> dict:
-    """``key=value`` pairs; values parsed as YAML scalars (0.1, true, zero...)."""
-    import yaml
+    """``key=value`` pairs; values parsed as YAML scalars (0.1, 1e-6, true, zero...)."""
+    from .errors import ComposerError
+    from .yamlio import parse_value
 
     params = {}
     for pair in pairs:
         if "=" not in pair:
             raise typer.BadParameter(f"expected key=value, got {pair!r}")
         key, value = pair.split("=", 1)
-        params[key.strip()] = yaml.safe_load(value) if value else ""
+        try:
+            params[key.strip()] = parse_value(value, source=f"-p {pair}")
+        except ComposerError as err:
+            raise typer.BadParameter(str(err)) from None
     return params
 
 
@@ -62,7 +66,10 @@ def list_cmd(pattern: Optional[str] = typer.Argument(None, help="regular express
     from .names import list_methods
     from .registry import get_rule, list_presets, list_rules
 
-    rx = re.compile(pattern) if pattern else None
+    try:
+        rx = re.compile(pattern) if pattern else None
+    except re.error as err:
+        raise typer.BadParameter(f"{pattern!r} is not a regular expression: {err}") from None
     if kind == "methods":
         for name in list_methods(pattern):
             _consoles.out.print(name)
@@ -78,7 +85,7 @@ def list_cmd(pattern: Optional[str] = typer.Argument(None, help="regular express
         raise typer.BadParameter("kind is presets, methods or rules")
     for name in names:
         if rx is None or rx.search(name):
-            table.add_row(name, summary(name))
+            table.add_row(escape(name), escape(summary(name)))   # summaries hold brackets: [low, high]
     _consoles.out.print(table)
 
 
@@ -126,7 +133,8 @@ def validate(files: List[Path] = typer.Argument(..., help="preset YAML files")):
             _consoles.out.print(f"[green]ok[/green] {path} ({len(plan.bindings)} bindings)")
         except ComposerError as err:
             failed += 1
-            _consoles.err.print(f"[red]error[/red] {err}")
+            for one in err.errors():
+                _consoles.err.print(f"[red]error[/red] {escape(ComposerError._render(one))}")
     if failed:
         _consoles.err.print(f"{failed} of {len(files)} files invalid")
         raise typer.Exit(1)
@@ -138,21 +146,6 @@ def schema():
     from .spec import preset_json_schema
 
     sys.stdout.write(json.dumps(preset_json_schema(), indent=2, sort_keys=True) + "\n")
-
-
-def _load_model(spec: str):
-    import torch
-
-    if ":" in spec and not Path(spec).exists():
-        module_name, factory = spec.split(":", 1)
-        sys.path.insert(0, str(Path.cwd()))
-        obj = getattr(importlib.import_module(module_name), factory)
-        model = obj() if callable(obj) and not isinstance(obj, torch.nn.Module) else obj
-    else:
-        from .torchscript import to_eager
-
-        model = to_eager(torch.jit.load(spec, map_location="cpu"))
-    return model.eval()
 
 
 def _load_input(path: Path):
@@ -173,37 +166,97 @@ def _load_input(path: Path):
     return x
 
 
+def _targets_option(text: Optional[str]):
+    """``--target 3`` or ``--target 3,1,4`` (one per sample)."""
+    if text is None:
+        return None
+    try:
+        values = [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise typer.BadParameter(f"a class index or a comma-separated list of them, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _output_stem(input_path: Path, method: str) -> str:
+    """``<input>_<method>`` with only safe characters: a preset file contributes its stem."""
+    import re
+
+    label = Path(method).stem if method.endswith((".yaml", ".yml")) or "/" in method else method
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{input_path.stem}_{label}").strip("._") or "attribution"
+
+
 @app.command("explain")
-def explain_cmd(model: str = typer.Option(..., "--model", "-m", help="TorchScript file or package.module:factory"),
+def explain_cmd(model: str = typer.Option(..., "--model", "-m",
+                                          help="package.module:factory, a TorchScript file, or a torch.save(model) "
+                                               "file with --trust-pickle"),
                 input: Path = typer.Option(..., "--input", "-i", help=".npy, .pt or image file"),
-                method: str = typer.Option(..., "--method", help="preset or method name"),
-                target: Optional[int] = typer.Option(None, "--target", "-t", help="class (default: arg-max)"),
+                method: str = typer.Option(..., "--method", help="preset, method name or preset YAML file"),
+                target: Optional[str] = typer.Option(None, "--target", "-t",
+                                                     help="class, or one per sample: 3,1,4 (default: arg-max)"),
                 out: Path = typer.Option(Path("composer-out"), "--out", "-o", help="output folder"),
                 batched: bool = typer.Option(False, "--batched", help="the input already has a batch axis"),
+                weights: Optional[Path] = typer.Option(None, "--weights", help="state dict for the factory's model"),
+                trust_pickle: bool = typer.Option(False, "--trust-pickle",
+                                                  help="allow a pickled model file (unpickling can run any code)"),
+                canonizer: List[str] = typer.Option([], "--canonizer", help="zennit canonizer by name (repeatable)"),
+                preset_dir: List[Path] = typer.Option([], "--preset-dir", help="folder of your presets (repeatable)"),
+                batch_size: int = typer.Option(32, "--batch-size", min=1, help="samples explained at once"),
                 param: List[str] = typer.Option([], "--param", "-p", help="key=value method parameter")):
-    """Explain an input with a model; write the attribution (.npy) and a heatmap (.png)."""
+    """Explain an input with a model; write the attribution (.npy) and a heatmap per sample (.png)."""
     import numpy as np
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .errors import ComposerError
     from .explain import explain
+    from .loading import load_model
+    from .registry import register_preset_dir
     from .viz import save_heatmap
 
     try:
-        net = _load_model(model)
+        for folder in preset_dir:
+            register_preset_dir(folder)
+        params = _parse_params(param)
+        with warnings.catch_warnings(record=True) as notes:
+            warnings.simplefilter("always", FutureWarning)
+            net = load_model(model, weights=weights, trust_pickle=trust_pickle)
+        for note in notes:
+            _consoles.err.print(f"[yellow]note:[/yellow] {escape(str(note.message))}")
+        if not input.is_file():
+            raise ComposerError("no such input file", source=str(input))
         x = _load_input(input)
         x = x if batched else x[None]
-        relevance = explain(net, x, method, target=target, **_parse_params(param))
-    except (ComposerError, OSError, RuntimeError, ImportError, AttributeError) as err:
+        targets = _targets_option(target)
+        if isinstance(targets, list) and len(targets) != x.shape[0]:
+            raise ComposerError(f"--target lists {len(targets)} classes for {x.shape[0]} samples")
+        parts = []
+        with Progress(TextColumn("explaining"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=_consoles.err,
+                      disable=x.shape[0] <= batch_size) as bar:
+            task = bar.add_task("explain", total=x.shape[0], rate="")
+            for start in range(0, x.shape[0], batch_size):
+                chunk = slice(start, start + batch_size)
+                t = targets[chunk] if isinstance(targets, list) else targets
+                parts.append(explain(net, x[chunk], method, target=t, canonizers=canonizer, **params))
+                rate = bar.tasks[0].speed
+                bar.update(task, advance=parts[-1].shape[0], rate=f"{rate:.1f} samples/s" if rate else "")
+        relevance = torch.cat(parts)
+    except (ComposerError, OSError, RuntimeError, ImportError) as err:
         _fail(err)
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"{input.stem}_{method}"
+    stem = _output_stem(input, method)
     np.save(out / f"{stem}.npy", relevance.numpy())
+    pngs = []
     try:
-        png = save_heatmap(out / f"{stem}.png", relevance[0], image=x[0], title=method)
+        for i in range(relevance.shape[0]):
+            name = f"{stem}.png" if relevance.shape[0] == 1 else f"{stem}_{i}.png"
+            pngs.append(save_heatmap(out / name, relevance[i], image=x[i], title=f"{method} (sample {i})"
+                                     if relevance.shape[0] > 1 else method))
     except ComposerError as err:  # no matplotlib in a core install: the map is written, the picture is not
         _consoles.out.print(f"wrote {out / (stem + '.npy')}; no heatmap: {escape(str(err))}")
         return
-    _consoles.out.print(f"wrote {out / (stem + '.npy')} and {png}")
+    shown = str(pngs[0]) if len(pngs) == 1 else f"{len(pngs)} heatmaps ({pngs[0].name} ...)"
+    _consoles.out.print(f"wrote {out / (stem + '.npy')} and {shown}")
 
 
 @app.command()

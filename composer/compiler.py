@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
@@ -49,6 +49,8 @@ class ResolvedPreset:
     modifiers: Tuple[Tuple[NamedCall, str, str], ...]
     canonize: bool = True
     on_uncovered: str = "error"
+    #: where each parameter's value was set: (source file, field), the preset nearest the user winning
+    param_sources: Dict[str, Tuple[str, str]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -83,7 +85,8 @@ def _with_line(err: ComposerError) -> ComposerError:
     if err.line is not None or doc is None:
         return err
     line = doc.line_of(_field_path(err.field or ""))
-    return ComposerError(err.message, source=err.source, field=err.field, line=line, suggestions=err.suggestions)
+    return ComposerError(err.message, source=err.source, field=err.field, line=line,
+                         suggestions=err.suggestions).with_also(err.also)
 
 
 def _sibling(name: str, beside: Optional[str]) -> Optional[Path]:
@@ -157,6 +160,10 @@ def load_preset(ref: PresetRef, _chain: Tuple[str, ...] = ()) -> ResolvedPreset:
     for parent in parents:
         params.update(parent.params)
     params.update(preset.params)
+    param_sources: Dict[str, Tuple[str, str]] = {}
+    for parent in parents:
+        param_sources.update(parent.param_sources)
+    param_sources.update({k: (source, f"params.{k}") for k in preset.params})
     layers = tuple((b, source, f"layers[{i}]") for i, b in enumerate(preset.layers))
     for parent in parents:
         layers += parent.layers
@@ -174,7 +181,7 @@ def load_preset(ref: PresetRef, _chain: Tuple[str, ...] = ()) -> ResolvedPreset:
     canonize = next((v for v in [preset.canonize] + [p.canonize for p in parents] if v is not None), True)
     on_uncovered = preset.on_uncovered or next((p.on_uncovered for p in parents), "error")
     resolved = ResolvedPreset(preset, source, sources, params, layers, tuple(canonizers), attributor, modifiers,
-                              canonize, on_uncovered)
+                              canonize, on_uncovered, param_sources)
     if key is not None:
         with _cache_lock:
             _load_cache[key] = resolved
@@ -210,7 +217,11 @@ def check_param(spec, value, source: str, field: str):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             bad = "a number"
         else:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                raise ComposerError(f"a number of {len(str(value))} digits is out of range", source=source,
+                                    field=field) from None
     elif kind == "str":
         if not isinstance(value, str):
             bad = "a string"
@@ -236,6 +247,12 @@ def check_param(spec, value, source: str, field: str):
                 value = torch.tensor(value, dtype=torch.float32)
             except (TypeError, ValueError, RuntimeError, OverflowError):
                 bad = "a number or a (nested) list of numbers"
+        elif isinstance(value, int):
+            try:
+                value = float(value)
+            except OverflowError:
+                raise ComposerError(f"a number of {len(str(value))} digits is out of range", source=source,
+                                    field=field) from None
         if isinstance(value, torch.Tensor) and not bad and not bool(torch.isfinite(value).all()):
             raise ComposerError("expected finite values, got a tensor with NaN or infinity", source=source, field=field)
     if bad:
@@ -267,7 +284,17 @@ def check_rule_params(rule: registry.RuleEntry, given: Dict[str, Any], source: s
             raise ComposerError(f"rule '{rule.spec.name}' needs parameter '{key}'", source=source, field=field)
         elif spec.default is not None:
             out[key] = spec.default
+    for low, high in rule.spec.ordered:
+        if low in out and high in out and not bool(torch.all(torch.as_tensor(out[low]) <= torch.as_tensor(out[high]))):
+            raise ComposerError(f"rule '{rule.spec.name}' needs {low} <= {high} (elementwise), got {low}="
+                                f"{_short(out[low])}, {high}={_short(out[high])}", source=source, field=f"{field}.{low}")
     return out
+
+
+def _short(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor of shape {tuple(value.shape)}" if value.numel() > 4 else str(value.tolist())
+    return repr(value)
 
 
 # --------------------------------------------------------------------------- compiling
@@ -579,30 +606,63 @@ class _ForwardRedirect:
         self.model = None
 
 
+def _blame(err: ComposerError, binding: Binding, fld: str, origins: Dict[str, Tuple[str, str]]) -> ComposerError:
+    """An error about a binding's ``with: {key: $param}`` moved to where the user set ``param``
+    (their file, their keyword argument or their method name), naming the binding it reached."""
+    prefix = f"{fld}.with."
+    if not (err.field or "").startswith(prefix):
+        return err
+    key = err.field[len(prefix):].split(".")[0].split("[")[0]
+    ref = binding.with_.get(key)
+    if not (isinstance(ref, str) and ref.startswith("$") and ref[1:] in origins):
+        return err
+    source, where = origins[ref[1:]]
+    if (source, where) == (err.source, err.field):
+        return err
+    message = f"{err.message} (parameter '{ref[1:]}', used by {Path(err.source or '').name} {err.field})"
+    return ComposerError(message, source=source, field=where, suggestions=err.suggestions)
+
+
+def _compile_binding(binding: Binding, source: str, fld: str, params: Dict[str, Any],
+                     origins: Dict[str, Tuple[str, str]]) -> CompiledBinding:
+    try:
+        rule = registry.get_rule(binding.rule)
+    except ComposerError as err:
+        raise ComposerError(err.message, source=source, field=f"{fld}.rule", suggestions=err.suggestions) from None
+    given = _substitute(binding.with_, params, source, f"{fld}.with")
+    try:
+        checked = check_rule_params(rule, given, source, f"{fld}.with")
+    except ComposerError as err:
+        raise _blame(_with_line(err), binding, fld, origins) from None
+    selector = compile_selector(binding.select, source, f"{fld}.select")
+    try:
+        template = rule.make_hook(checked)
+    except (TypeError, ValueError, OverflowError, RuntimeError) as err:
+        raise ComposerError(f"rule '{rule.spec.name}' rejected its parameters: {err}", source=source,
+                            field=fld) from None
+    return CompiledBinding(selector, rule, checked, template, source, fld, binding.optional)
+
+
 def _compile(resolved: ResolvedPreset, overrides: Dict[str, Any],
-             extra_canonizers: Tuple[CanonizerSpec, ...] = ()) -> Plan:
+             extra_canonizers: Tuple[CanonizerSpec, ...] = (),
+             override_sources: Optional[Dict[str, Tuple[str, str]]] = None) -> Plan:
     params = dict(resolved.params)
+    origins = {**resolved.param_sources, **(override_sources or {})}
     for key, value in overrides.items():
         if key not in params:
             raise ComposerError(
                 f"preset '{resolved.name}' has no parameter '{key}' (parameters: {', '.join(params) or 'none'})",
                 source=resolved.source, field="params", suggestions=closest(key, params))
         params[key] = value
-    bindings = []
+    bindings, errors = [], []
     for binding, source, fld in resolved.layers:
         try:
-            rule = registry.get_rule(binding.rule)
-        except ComposerError as err:
-            raise ComposerError(err.message, source=source, field=f"{fld}.rule", suggestions=err.suggestions) from None
-        given = _substitute(binding.with_, params, source, f"{fld}.with")
-        checked = check_rule_params(rule, given, source, f"{fld}.with")
-        selector = compile_selector(binding.select, source, f"{fld}.select")
-        try:
-            template = rule.make_hook(checked)
-        except (TypeError, ValueError) as err:
-            raise ComposerError(f"rule '{rule.spec.name}' rejected its parameters: {err}", source=source,
-                                field=fld) from None
-        bindings.append(CompiledBinding(selector, rule, checked, template, source, fld, binding.optional))
+            bindings.append(_compile_binding(binding, source, fld, params, origins))
+        except ComposerError as err:   # keep going: every bad binding is reported at once
+            errors.extend(_with_line(e) for e in err.errors())
+    if errors:
+        unique = list({str(e): e for e in errors}.values())   # a parent's bad binding reached by two paths
+        raise unique[0].with_also(unique[1:])
     canonizers = tuple(dict.fromkeys(resolved.canonizers + tuple(extra_canonizers)))
     for i, ref in enumerate(resolved.canonizers):
         make_canonizer(ref, resolved.source, f"canonizers[{i}]")
@@ -663,7 +723,16 @@ def compile_preset(preset: PresetRef, *, canonizers=None, **params) -> Plan:
             return plan
     try:
         resolved, parsed = _resolve_any(preset)
-        plan = _compile(resolved, {**parsed, **params}, extra)
+        clash = {k: (parsed[k], v) for k, v in params.items() if k in parsed and parsed[k] != v}
+        if clash:
+            k, (named, given) = next(iter(clash.items()))
+            base = resolved.preset.parents[-1] if resolved.preset.parents else resolved.name
+            raise ComposerError(f"the method name '{preset}' sets {k}={named!r}, the keyword argument {k}={given!r}; "
+                                f"give it once: the name alone, or the preset it builds on ('{base}', {k}={given!r})",
+                                source="<arguments>", field=k)
+        sources = {k: (f"method name '{preset}'", k) for k in parsed}
+        sources.update({k: ("<arguments>", k) for k in params})
+        plan = _compile(resolved, {**parsed, **params}, extra, sources)
     except ComposerError as err:
         raise _with_line(err) from None
     if resolved.abstract:

@@ -18,7 +18,9 @@ from torch import nn
 from .explain import explain
 from .extras import optional_import
 
-DEMO_METHODS = ("gradient", "gradient_x_sign", "integrated_gradients", "guided_backprop", "lrp_epsilon_0_1",
+#: the gallery's columns; x_sign is taken about mid-grey (mu = 0.5): digits are >= 0, so plain x_sign
+#: (sgn 0 = +1) would equal the gradient
+DEMO_METHODS = ("gradient", "gradient_x_sign_mu_0_5", "integrated_gradients", "guided_backprop", "lrp_epsilon_0_1",
                 "lrp_alpha_2_beta_1", "lrpz_sequential_composite_a", "lrpsign_epsilon_0_25_std_x_mu_0_5",
                 "w2lrp_sequential_composite_b", "grad_cam")
 
@@ -93,7 +95,7 @@ def run_demo(out: Path, n_samples: int = 6, epochs: int = 12, methods=DEMO_METHO
              progress: Optional[Callable[[str, int, int], None]] = None) -> Dict[str, object]:
     """Train/load the CNN, explain ``n_samples`` test digits with each method, write the gallery.
 
-    Returns accuracy, the per-method rows and the gallery path.
+    Returns accuracy, the per-method rows, the maps (method -> tensor) and the gallery path.
     """
     from .viz import gallery
 
@@ -118,4 +120,4 @@ def run_demo(out: Path, n_samples: int = 6, epochs: int = 12, methods=DEMO_METHO
             progress("explain", i + 1, len(methods))
     titles = [f"{int(t)} (label {int(l)})" for t, l in zip(target, y_test[:n_samples])]
     path = gallery(out / "gallery.png", x, maps, row_titles=titles)
-    return {"accuracy": accuracy, "rows": rows, "gallery": path}
+    return {"accuracy": accuracy, "rows": rows, "maps": maps, "gallery": path}

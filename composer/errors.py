@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence
 
 
 class ComposerError(ValueError):
@@ -29,7 +29,31 @@ class ComposerError(ValueError):
         self.field = field
         self.line = line
         self.suggestions = list(suggestions)
+        #: further errors found in the same pass (every schema error of a file, every bad binding)
+        self.also: List["ComposerError"] = []
         super().__init__(self._render())
+
+    def errors(self) -> List["ComposerError"]:
+        """This error and every other one found with it, in file order.
+
+        Example
+        -------
+        >>> from composer import compile_preset
+        >>> try:
+        ...     compile_preset({"name": "p", "layers": [{"select": "all", "rule": "epsilon", "with": {"epsilon": -1}},
+        ...                                              {"select": "all", "rule": "gamma", "with": {"gamma": -1}}]})
+        ... except ComposerError as err:
+        ...     print(len(err.errors()))
+        2
+        """
+        return [self] + list(self.also)
+
+    def with_also(self, others: Sequence["ComposerError"]) -> "ComposerError":
+        """Attach ``others``; returns self (for ``raise first.with_also(rest)``)."""
+        self.also = list(others)
+        if self.also and not self.message.endswith("more)"):
+            self.args = (self._render() + f" (and {len(self.also)} more)",)
+        return self
 
     def _render(self) -> str:
         where = []

@@ -113,6 +113,23 @@ def _check_dtype(model: torch.nn.Module, x: torch.Tensor):
         raise ComposerError(f"x is on {x.device} but the model is on {param.device}")
 
 
+def _generator(generator, seed) -> Optional[torch.Generator]:
+    """The random stream of a stochastic method: the caller's generator, or one seeded with ``seed``."""
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise ComposerError(f"generator must be a torch.Generator, got {type(generator).__name__} "
+                                "(for a number, pass seed=...)")
+        return generator
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ComposerError(f"seed must be an integer, got {seed!r}")
+    try:
+        return torch.Generator().manual_seed(seed)
+    except (ValueError, OverflowError, RuntimeError):
+        raise ComposerError(f"seed {seed} is out of range: use an integer in [0, 2**63)") from None
+
+
 def _targets(target: Target, n: int, device: torch.device) -> Optional[torch.Tensor]:
     """Per-sample class indices (validated against the classes in the forward pass), or None."""
     if target is None:
@@ -120,6 +137,8 @@ def _targets(target: Target, n: int, device: torch.device) -> Optional[torch.Ten
     if isinstance(target, bool):
         raise ComposerError(f"target must be a class index, got {target!r}")
     if isinstance(target, int):
+        if not -2**63 <= target < 2**63:
+            raise ComposerError(f"target {target} is not a class index")
         return torch.full((n,), target, dtype=torch.long, device=device)
     try:
         t = torch.as_tensor(target, device=device)
@@ -158,7 +177,8 @@ def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: 
     batch_size : int, optional
         Largest batch the model sees at once (integrated gradients and SmoothGrad expand the batch).
     generator, seed :
-        Randomness of SmoothGrad / VarGrad; equal seeds give equal results.
+        Randomness of SmoothGrad / VarGrad; equal seeds give equal results. One noise stream serves the
+        whole batch, so a seeded map depends on the batch it was computed in.
     canonizers : list, optional
         zennit canonizers to add to the preset's: names (``merge_batchnorm``, ``vgg``, ``resnet``),
         ``{name, with}`` mappings or zennit canonizer instances (:mod:`composer.canonizers`). Graph
@@ -197,8 +217,7 @@ def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: 
     _check_dtype(model, x)
     name, kwargs = plan.attributor
     if "generator" in inspect.signature(ATTRIBUTORS[name]).parameters:  # stochastic attributors take one
-        if generator is None and seed is not None:
-            generator = torch.Generator().manual_seed(int(seed))
+        generator = _generator(generator, seed)
         kwargs = {**kwargs, "generator": generator}
     t = _targets(target, x.shape[0], x.device)
     with contextlib.ExitStack() as stack:

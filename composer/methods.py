@@ -168,7 +168,9 @@ class Backprop:
             return out.argmax(1)
         classes = out.shape[1]
         if bool(((target < 0) | (target >= classes)).any()):
-            raise ComposerError(f"target {target.tolist()} out of range for {classes} classes")
+            bad = sorted(set(target[(target < 0) | (target >= classes)].tolist()))
+            raise ComposerError(f"target {', '.join(map(str, bad[:5]))}{' ...' if len(bad) > 5 else ''} out of range: "
+                                f"the model has {classes} classes (0 to {classes - 1})")
         return target
 
     def resolve(self, x: torch.Tensor, target: Optional[torch.Tensor]) -> torch.Tensor:

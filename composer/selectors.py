@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import re
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -20,6 +19,7 @@ import zennit.layer
 import zennit.types
 
 from .errors import ComposerError, closest
+from .saferegex import compile_regex
 from .graph.modules import Add, ElementwiseConstant, Mean
 from .spec import SelectorSpec
 
@@ -87,7 +87,7 @@ class CompiledSelector:
     types: Tuple[str, ...] = ()
     name: Optional[str] = None
     name_glob: Optional[str] = None
-    name_regex: Optional["re.Pattern"] = None
+    name_regex: Optional[object] = None   # an RE2 pattern (composer.saferegex)
     index: Optional[Tuple[int, int]] = None
     nth: Optional[Tuple[int, int]] = None
 
@@ -177,5 +177,5 @@ def compile_selector(selector, source: str = "<preset>", field: str = "select") 
     return CompiledSelector(
         position=selector.position,
         types=tuple(types), name=selector.name, name_glob=selector.name_glob,
-        name_regex=re.compile(selector.name_regex) if selector.name_regex else None,
+        name_regex=compile_regex(selector.name_regex) if selector.name_regex else None,
         index=tuple(index) if index is not None else None, nth=tuple(nth) if nth is not None else None)

@@ -6,7 +6,6 @@ line and the field path. ``composer schema`` exports :class:`Preset`'s JSON Sche
 """
 from __future__ import annotations
 
-import re
 from typing import Any, Dict, List, Literal, Optional, Tuple, Type, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -15,6 +14,8 @@ from .errors import ComposerError
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
 POSITIONS = ("first", "last", "middle", "all")
+#: largest index a selector may name (a model has far fewer layers)
+MAX_INDEX = 1_000_000
 Scalar = Union[bool, int, float, str, None]
 ParamValue = Union[Scalar, List[Scalar]]
 
@@ -52,6 +53,8 @@ class RuleSpec(_Strict):
         "layers", description="layers: only relevance layers (Linear, Conv); any: any module a selector picks")
     params: Dict[str, ParamSpec] = Field(default_factory=dict)
     fixed: Dict[str, ParamValue] = Field(default_factory=dict, description="hook arguments this rule fixes")
+    ordered: List[Tuple[str, str]] = Field(
+        default_factory=list, description="pairs [a, b] of parameters with a <= b elementwise (z-box: [low, high])")
     zero_at_zero_input: bool = Field(
         False, description="the rule gives exactly zero relevance to inputs that are exactly zero (R_in = a * ...); "
                            "lets the compiler skip redundant pass hooks on ReLUs")
@@ -82,16 +85,28 @@ class SelectorSpec(_Strict):
             raise ValueError("'nth' counts the modules of a type: give 'type' too (e.g. {type: conv, nth: 0})")
         return self
 
+    @field_validator("index", "nth", mode="before")
+    @classmethod
+    def _index_range(cls, value):
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if isinstance(item, float) or isinstance(item, bool):
+                raise ValueError(f"an index is an integer, got {item!r}")
+            if isinstance(item, int) and abs(item) > MAX_INDEX:
+                raise ValueError(f"index {item} is out of range (at most {MAX_INDEX} from either end)")
+        if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+            start, stop = value
+            if (start >= 0) == (stop >= 0) and start > stop:
+                raise ValueError(f"[{start}, {stop}] is empty: the range is inclusive [start, stop] with start <= stop")
+        return value
+
     @field_validator("name_regex")
     @classmethod
     def _regex_compiles(cls, value):
         if value is not None:
-            if len(value) > 500:
-                raise ValueError("regular expression longer than 500 characters")
-            try:
-                re.compile(value)
-            except re.error as err:
-                raise ValueError(f"invalid regular expression: {err}") from None
+            from .saferegex import compile_regex
+
+            compile_regex(value)   # RE2, linear time: no selector can hang on a long module name
         return value
 
 
@@ -202,21 +217,30 @@ def validate_document(model: Type[M], data: Any, source: str = "<mapping>", doc=
         return model.model_validate(data)
     except ValidationError as err:
         errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")  # unknown keys first
-        first = errors[0]
-        loc = tuple(p for p in first["loc"])
-        field = _loc_text(loc)
-        line = doc.line_of([p for p in loc if not (isinstance(p, str) and p.startswith(
-            ("literal[", "function-after", "tuple[", "union[")) or p in ("str", "SelectorSpec"))]) if doc else None
-        msg = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            allowed = _allowed_keys(model, loc)
-            key = str(loc[-1]) if loc else "?"
-            from .errors import closest
-            raise ComposerError(f"unknown key '{key}'" + (f"; allowed: {', '.join(allowed)}" if allowed else ""),
-                                source=source, field=field, line=line,
-                                suggestions=closest(key, allowed)) from None
-        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-        raise ComposerError(f"{msg}{more}", source=source, field=field, line=line) from None
+        found, fields = [], set()
+        for error in errors:   # one per field: a union reports each member's complaint about the same value
+            one = _one_error(model, error, source, doc)
+            if one.field not in fields:
+                fields.add(one.field)
+                found.append(one)
+        raise found[0].with_also(found[1:]) from None
+
+
+def _one_error(model, error: dict, source: str, doc) -> ComposerError:
+    """One pydantic error as a ComposerError naming file, line and field."""
+    loc = tuple(p for p in error["loc"])
+    field = _loc_text(loc)
+    line = doc.line_of([p for p in loc if not (isinstance(p, str) and p.startswith(
+        ("literal[", "function-after", "tuple[", "union[")) or p in ("str", "SelectorSpec"))]) if doc else None
+    msg = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(model, loc)
+        key = str(loc[-1]) if loc else "?"
+        from .errors import closest
+
+        return ComposerError(f"unknown key '{key}'" + (f"; allowed: {', '.join(allowed)}" if allowed else ""),
+                             source=source, field=field, line=line, suggestions=closest(key, allowed))
+    return ComposerError(msg, source=source, field=field, line=line)
 
 
 def _allowed_keys(model, loc) -> List[str]:

@@ -97,6 +97,12 @@ def test_demo_fast_writes_a_non_blank_gallery(tmp_path, monkeypatch):
     image = np.asarray(Image.open(tmp_path / "demo" / "gallery.png").convert("RGB"), dtype=np.float32)
     assert image.shape[0] > 100 and image.std() > 10          # not blank
     assert (tmp_path / "cache").is_dir()                      # weights cached for the next run
+    from composer.demo import run_demo
+
+    maps = run_demo(tmp_path / "again", n_samples=3, epochs=2, cache=tmp_path / "cache")["maps"]
+    names = list(maps)
+    same = [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if torch.allclose(maps[a], maps[b])]
+    assert not same                                           # every column shows something of its own
 
 
 def test_python_dash_m(tmp_path):
