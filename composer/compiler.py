@@ -1,191 +1,35 @@
-"""Preset + parameters -> zennit Composite. The only code between a method's data and its hooks.
+"""Preset + parameters -> a :class:`Plan`. The only code between a method's data and its hooks.
 
-:func:`load_preset` resolves ``extends`` (cycles and depth bounded); :func:`compile_preset`
-substitutes ``$param`` references, validates every rule and parameter and caches the result as a
-:class:`Plan`; :func:`compose` returns a fresh :class:`PresetComposite` of that plan, a real
-:class:`zennit.core.Composite` usable with zennit's attributors.
+:func:`compile_preset` reads a preset (:mod:`composer.resolve`) or a method name
+(:mod:`composer.names`), substitutes ``$param`` references, validates every rule and parameter and
+caches the result as a :class:`Plan`; :func:`compose` returns a fresh
+:class:`~composer.composite.PresetComposite` of that plan, a real :class:`zennit.core.Composite`
+usable with zennit's attributors.
 """
 from __future__ import annotations
 
-import json
 import threading
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-from zennit.core import Composite, Hook
+from zennit.core import Hook
 
 from . import registry
-from .canonizers import CanonizerRef, CanonizerSpec, make_canonizer, split_canonizers
-from .errors import ComposerError, closest
+from .canonizers import CanonizerSpec, make_canonizer, split_canonizers
+from .composite import PresetComposite
+from .errors import ComposerError, ComposerWarning, closest
+from .names import parse_method
+from .resolve import PresetRef, ResolvedPreset, _with_line, load_preset
 from .selectors import AFFINE_LAYERS, CompiledSelector, compile_selector, relevance_layers, type_matches
-from .spec import Binding, NamedCall, Preset, validate_document
-from .yamlio import read_yaml
+from .spec import Binding
 
-#: longest chain of ``extends``
-MAX_EXTENDS_DEPTH = 16
-
-PresetRef = Union[str, Path, Mapping[str, Any], Preset]
-
-
-class ComposerWarning(UserWarning):
-    """A preset binding that matched no module of the model (``on_unmatched: warn``)."""
-
-
-# --------------------------------------------------------------------------- loading
-@dataclass(frozen=True)
-class ResolvedPreset:
-    """A preset with its ``extends`` chain folded in: own bindings first, then each parent's."""
-
-    preset: Preset
-    source: str
-    sources: Tuple[str, ...]
-    params: Dict[str, Any]
-    layers: Tuple[Tuple[Binding, str, str], ...]  # (binding, source file, field path)
-    canonizers: Tuple["CanonizerSpec", ...]
-    attributor: Optional[Tuple[NamedCall, str]]
-    modifiers: Tuple[Tuple[NamedCall, str, str], ...]
-    canonize: bool = True
-    on_uncovered: str = "error"
-    #: where each parameter's value was set: (source file, field), the preset nearest the user winning
-    param_sources: Dict[str, Tuple[str, str]] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return self.preset.name
-
-    @property
-    def abstract(self) -> bool:
-        return self.preset.abstract
-
-    @property
-    def on_unmatched(self) -> str:
-        return self.preset.on_unmatched
-
+__all__ = ["ComposerWarning", "CompiledBinding", "Plan", "PresetComposite", "ResolvedPreset", "check_param",
+           "check_rule_params", "compile_preset", "compose", "load_preset"]
 
 _cache_lock = threading.RLock()
-_load_cache: Dict[Any, ResolvedPreset] = {}
-_documents: Dict[str, Any] = {}  # source file -> parsed document (for line numbers of later errors)
-
-
-def _field_path(field: str) -> Tuple[Union[str, int], ...]:
-    parts: List[Union[str, int]] = []
-    for piece in field.replace("]", "").split("."):
-        for j, sub in enumerate(piece.split("[")):
-            if sub:
-                parts.append(int(sub) if j and sub.lstrip("-").isdigit() else sub)
-    return tuple(parts)
-
-
-def _with_line(err: ComposerError) -> ComposerError:
-    """``err`` with the line of its field, when its source file was read."""
-    doc = _documents.get(err.source or "")
-    if err.line is not None or doc is None:
-        return err
-    line = doc.line_of(_field_path(err.field or ""))
-    return ComposerError(err.message, source=err.source, field=err.field, line=line,
-                         suggestions=err.suggestions).with_also(err.also)
-
-
-def _sibling(name: str, beside: Optional[str]) -> Optional[Path]:
-    """``<name>.yaml`` next to the file that extends it, when that exists and no preset has the name."""
-    if beside is None or beside.startswith("<") or registry.has_preset(name) or "/" in name:
-        return None
-    candidate = Path(beside).parent / f"{name}.yaml"
-    return candidate if candidate.is_file() else None
-
-
-def _read_ref(ref: PresetRef) -> Tuple[Preset, str, Any]:
-    """(validated preset, source, cache key or None) for a name, path, mapping or Preset."""
-    if isinstance(ref, Preset):
-        return ref, f"<preset {ref.name}>", None
-    if isinstance(ref, Mapping):
-        return validate_document(Preset, dict(ref), source="<mapping>"), "<mapping>", None
-    if isinstance(ref, Path) or (isinstance(ref, str) and (ref.endswith((".yaml", ".yml")) or "/" in ref)):
-        path = Path(ref)
-        if not path.is_file():
-            raise ComposerError("no such preset file", source=str(path))
-    elif isinstance(ref, str):
-        path = registry.preset_path(ref)
-    else:
-        raise ComposerError(f"a preset is a name, a path or a mapping, not {type(ref).__name__}")
-    try:
-        stat = path.stat()
-        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    except OSError:
-        key = None
-    doc = read_yaml(path)
-    preset = validate_document(Preset, doc.data, source=str(path), doc=doc)
-    with _cache_lock:
-        if len(_documents) > 1024:
-            _documents.clear()
-        _documents[str(path)] = doc
-    if isinstance(ref, str) and not ref.endswith((".yaml", ".yml")) and "/" not in ref and preset.name != ref:
-        raise ComposerError(f"the file defines preset '{preset.name}', but its file name says '{ref}'",
-                            source=str(path), field="name")
-    return preset, str(path), key
-
-
-def load_preset(ref: PresetRef, _chain: Tuple[str, ...] = ()) -> ResolvedPreset:
-    """Read a preset (name, path, mapping) and fold in its ``extends`` chain.
-
-    Example
-    -------
-    >>> p = load_preset("lrpz_sequential_composite_a")
-    >>> [b.rule for b, _, _ in p.layers][:3]
-    ['z', 'epsilon', 'alpha_beta']
-    """
-    preset, source, key = _read_ref(ref)
-    if key is not None:
-        with _cache_lock:
-            if key in _load_cache:
-                return _load_cache[key]
-    if preset.name in _chain:
-        raise ComposerError("cycle in 'extends': " + " -> ".join(_chain + (preset.name,)), source=source,
-                            field="extends")
-    if len(_chain) >= MAX_EXTENDS_DEPTH:
-        raise ComposerError(f"'extends' chain deeper than {MAX_EXTENDS_DEPTH}", source=source, field="extends")
-    parents = []
-    for i, parent in enumerate(preset.parents):
-        try:
-            parents.append(load_preset(_sibling(parent, source) or parent, _chain + (preset.name,)))
-        except ComposerError as err:
-            if err.source is not None:
-                raise
-            raise ComposerError(err.message, source=source, field=f"extends[{i}]" if isinstance(
-                preset.extends, list) else "extends", suggestions=err.suggestions) from None
-    params: Dict[str, Any] = {}
-    for parent in parents:
-        params.update(parent.params)
-    params.update(preset.params)
-    param_sources: Dict[str, Tuple[str, str]] = {}
-    for parent in parents:
-        param_sources.update(parent.param_sources)
-    param_sources.update({k: (source, f"params.{k}") for k in preset.params})
-    layers = tuple((b, source, f"layers[{i}]") for i, b in enumerate(preset.layers))
-    for parent in parents:
-        layers += parent.layers
-    canonizers: List[CanonizerSpec] = []
-    own = [c if isinstance(c, str) else CanonizerRef(c.name, json.dumps(c.with_, sort_keys=True))
-           for c in preset.canonizers]
-    for ref in [c for p in parents for c in p.canonizers] + own:
-        if ref not in canonizers:
-            canonizers.append(ref)
-    attributor = (preset.attributor, source) if preset.attributor else next(
-        (p.attributor for p in parents if p.attributor), None)
-    modifiers = tuple(m for p in parents for m in p.modifiers) + tuple(
-        (m, source, f"modifiers[{i}]") for i, m in enumerate(preset.modifiers))
-    sources = (source,) + tuple(s for p in parents for s in p.sources)
-    canonize = next((v for v in [preset.canonize] + [p.canonize for p in parents] if v is not None), True)
-    on_uncovered = preset.on_uncovered or next((p.on_uncovered for p in parents), "error")
-    resolved = ResolvedPreset(preset, source, sources, params, layers, tuple(canonizers), attributor, modifiers,
-                              canonize, on_uncovered, param_sources)
-    if key is not None:
-        with _cache_lock:
-            _load_cache[key] = resolved
-    return resolved
 
 
 # --------------------------------------------------------------------------- parameters
@@ -394,218 +238,6 @@ class Plan:
         return [(n, type(m).__name__, b.describe()) for n, m, b in self.assign(model)]
 
 
-class PresetComposite(Composite):
-    """A :class:`zennit.core.Composite` that applies a compiled preset.
-
-    With graph canonization (the default, ``canonize: false`` in a preset turns it off), registering
-    on a model hooks its canonical twin (:mod:`composer.graph`): functional activations, residual
-    sums, pooling and flatten calls as modules, batch norms merged by the graph's edges, one module
-    per call. The model itself is only redirected to run the twin until :meth:`remove` (its modules,
-    parameters and state dict are untouched); :func:`composer.explain` hooks a private twin and never
-    touches the model at all.
-
-    Positions (first, last, index) need the whole model, so registering first collects the
-    relevance layers once, then hooks each module with a fresh copy of its binding's hook. For an LRP
-    preset every operation between input and output must carry a rule or be relevance-neutral: what
-    has none raises :class:`ComposerError` (``on_uncovered: error``), warns or is ignored.
-    ReLU ``pass`` hooks that provably equal the plain gradient are left out (see
-    :mod:`composer.elision`; ``elide=False`` keeps them); ``elided`` lists them.
-
-    Example
-    -------
-    >>> import torch, zennit.attribution
-    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
-    >>> with zennit.attribution.Gradient(net, compose("lrp_epsilon_0_1")) as attributor:
-    ...     out, relevance = attributor(torch.ones(1, 4), torch.eye(2)[[0]])
-    >>> relevance.shape
-    torch.Size([1, 4])
-    """
-
-    def __init__(self, plan: Plan, elide: bool = True, canonize: Optional[bool] = None,
-                 on_uncovered: Optional[str] = None, canonizer_objects: Tuple[Any, ...] = ()):
-        super().__init__(module_map=self._module_map,
-                         canonizers=[make_canonizer(n) for n in plan.canonizers] + list(canonizer_objects))
-        self.canonizer_objects = tuple(canonizer_objects)
-        if on_uncovered not in (None, "error", "warn", "ignore"):
-            raise ComposerError(f"on_uncovered must be 'error', 'warn' or 'ignore', got {on_uncovered!r}",
-                                suggestions=closest(str(on_uncovered), ["error", "warn", "ignore"]))
-        if canonize is not None and not isinstance(canonize, bool):
-            raise ComposerError(f"canonize must be True or False, got {canonize!r}")
-        self.plan = plan
-        self.elide = elide
-        self.canonize = plan.preset.canonize if canonize is None else canonize
-        self.on_uncovered = on_uncovered or plan.preset.on_uncovered
-        self.assignments: List[Tuple[str, str]] = []
-        self.elided: List[str] = []
-        self.uncovered: List[Any] = []
-        self.twin: Optional[torch.nn.Module] = None
-
-    def register(self, module: torch.nn.Module):
-        from .elision import inplace_followers, redundant_relu_passes
-        from .graph import canonize, graph_info
-        from .rules.rescale import RescaleHook
-
-        self.remove()
-        try:
-            target = module
-            if graph_info(module) is None:
-                if self.canonize:
-                    target = canonize(module, self.plan.canonizers, self.canonizer_objects)
-                    self.handles.append(_ForwardRedirect(module, target))
-                else:
-                    for canonizer in self.canonizers:
-                        self.handles += canonizer.apply(module)
-            self.twin = target
-            assigned = self.plan.assign(target)
-            self._check_coverage(target, assigned)
-            skip = redundant_relu_passes(target, assigned) if self.elide else set()
-            followers = inplace_followers(target) if not getattr(graph_info(target), "traced", False) else {}
-            self.elided, hooks = [], {}
-            for name, child, binding in assigned:
-                if id(child) in skip:
-                    self.elided.append(name)
-                    continue
-                _check_operands(name, child, binding)
-                hook = binding.template.copy()
-                if isinstance(hook, RescaleHook) and id(child) in followers:
-                    hook.copy_output = True  # an in-place operation will overwrite z: keep a copy
-                hooks[id(child)] = hook
-                self.hook_refs.add(hook)
-                self.handles.append(hook.register(child))
-            self._rescale_after_relus(target, skip, hooks)
-        except BaseException:
-            self.remove()
-            raise
-        self.assignments = [(name, binding.describe()) for name, _, binding in assigned]
-
-    def _module_map(self, ctx: dict, name: str, module: torch.nn.Module) -> Optional[Hook]:
-        """zennit's ``module_map``: the hook for one module, so zennit's combinators (``MixedComposite``,
-        ``NameLayerMapComposite``-style mixes) can use this composite.
-
-        zennit's ``Composite.register`` walks ``root.named_modules()``, root first: that first call
-        assigns the whole model (positions need it). Inside a combinator the hooks go on the model's own
-        modules, with the canonizers the combinator applied; graph canonization, which needs to run the
-        model's forward on a twin, is not available there, so operations of ``forward()`` that need a
-        rule and are not modules (a functional residual ``+``) are named in a warning.
-        """
-        from .elision import inplace_followers
-        from .rules.rescale import RescaleHook
-
-        hooks = ctx.get("hooks")
-        if hooks is None:
-            assigned = self.plan.assign(module)
-            followers = inplace_followers(module)
-            hooks = ctx["hooks"] = {}
-            for child_name, child, binding in assigned:
-                hook = binding.template.copy()
-                if isinstance(hook, RescaleHook) and id(child) in followers:
-                    hook.copy_output = True
-                hooks[id(child)] = hook
-            self._warn_functional(module, assigned)
-        return hooks.get(id(module))
-
-    def _warn_functional(self, model: torch.nn.Module, assigned) -> None:
-        from .graph import functional_uncovered
-
-        if not self.plan.is_lrp or self.on_uncovered == "ignore":
-            return
-        found = functional_uncovered(model)
-        if found:
-            shown = "".join(f"\n  {u}" for u in found[:12]) + (
-                f"\n  ... and {len(found) - 12} more" if len(found) > 12 else "")
-            warnings.warn(
-                f"inside a zennit combinator, preset '{self.plan.name}' can hook only the modules of "
-                f"{type(model).__name__}; {len(found)} operation(s) of its forward() that need a rule get the "
-                f"plain gradient:{shown}\nUse the composite on its own (compose(...) registers on a canonical twin) "
-                "or composer.explain, or give the model canonizers that make these operations modules "
-                "(e.g. 'resnet').", ComposerWarning, stacklevel=4)
-
-    def _rescale_after_relus(self, twin: torch.nn.Module, skip, hooks) -> None:
-        """Move a layer's output rescale behind the elided ReLU that alone reads its output: the same
-        numbers (the relevance arriving where the output was <= 0 is 0), and the rule keeps the tensor
-        the ReLU keeps anyway instead of the layer's own output — a plain gradient's memory."""
-        from .graph import graph_info
-        from .rules.rescale import RescaleHook
-
-        if not skip or not getattr(graph_info(twin), "traced", False):
-            return
-        for node in twin.graph.nodes:
-            if node.op != "call_module":
-                continue
-            relu = twin.get_submodule(node.target)
-            source = node.args[0] if node.args else None
-            if id(relu) not in skip or not isinstance(source, torch.fx.Node) or source.op != "call_module" \
-                    or len(source.users) != 1:
-                continue
-            hook = hooks.get(id(twin.get_submodule(source.target)))
-            if isinstance(hook, RescaleHook) and hook.keeps_output:
-                hook.rescale_after = True
-                self.handles.append(relu.register_forward_hook(hook.rescale_after_relu))
-
-    def _check_coverage(self, twin: torch.nn.Module, assigned) -> None:
-        from .graph import graph_info, uncovered
-
-        if not self.plan.is_lrp or self.on_uncovered == "ignore":
-            self.uncovered = []
-            return
-        info = graph_info(twin)
-        self.uncovered = uncovered(twin, [m for _, m, _ in assigned])
-        model_name = info.model_type if info is not None else type(twin).__name__
-        notes = []
-        if info is not None and not info.traced:
-            notes.append(f"{model_name} could not be traced ({info.trace_error}); it is explained with module "
-                         "hooks, and operations its forward() performs outside modules cannot be checked")
-        if not self.uncovered:
-            if notes:
-                warnings.warn(notes[0], ComposerWarning, stacklevel=4)
-            return
-        shown = [f"  {u}" for u in self.uncovered[:12]]
-        if len(self.uncovered) > 12:
-            shown.append(f"  ... and {len(self.uncovered) - 12} more")
-        text = (f"preset '{self.plan.name}' has no rule for {len(self.uncovered)} operation(s) of {model_name} "
-                "between input and output, so its map would not be LRP:\n" + "\n".join(shown) + "\n"
-                "Bind a rule to them in a preset (select by type or name), keep a custom module whole and give it "
-                "a rule (composer.graph.register_leaf, docs/your-model.md), or accept an approximate map with "
-                "on_uncovered: warn (explain(..., on_uncovered='warn')).")
-        if notes:
-            text += "\n" + notes[0]
-        if self.on_uncovered == "error":
-            raise ComposerError(text)
-        warnings.warn(text, ComposerWarning, stacklevel=4)
-
-    def __repr__(self):
-        return f"PresetComposite({self.plan.name!r}, params={self.plan.params!r})"
-
-
-def _check_operands(name: str, module: torch.nn.Module, binding: CompiledBinding) -> None:
-    """A module of several inputs (a residual ``Add``) needs a rule that gives relevance to each of them."""
-    from .graph.modules import Add
-
-    if isinstance(module, Add) and not getattr(binding.template, "multi_input", False):
-        raise ComposerError(
-            f"rule '{binding.rule.spec.name}' gives relevance to one input only, but '{name}' is a residual sum of "
-            "several inputs; bind 'norm' to sums (select: {type: sum}), as lrp_base does",
-            source=binding.source, field=binding.field)
-
-
-class _ForwardRedirect:
-    """Makes ``model(x)`` run the canonical twin until removed (zennit's Composite interface)."""
-
-    def __init__(self, model: torch.nn.Module, twin: torch.nn.Module):
-        self.model = model
-        self.previous = model.__dict__.get("forward")
-        model.forward = twin.forward
-
-    def remove(self):
-        if self.model is None:
-            return
-        if self.previous is not None:
-            self.model.forward = self.previous
-        else:
-            self.model.__dict__.pop("forward", None)
-        self.model = None
-
-
 def _blame(err: ComposerError, binding: Binding, fld: str, origins: Dict[str, Tuple[str, str]]) -> ComposerError:
     """An error about a binding's ``with: {key: $param}`` moved to where the user set ``param``
     (their file, their keyword argument or their method name), naming the binding it reached."""
@@ -715,7 +347,7 @@ def compile_preset(preset: PresetRef, *, canonizers=None, **params) -> Plan:
                             "or explain()")
     if isinstance(preset, str) and "/" not in preset and not preset.endswith((".yaml", ".yml")):
         try:  # registered and method names are cached; files may change, mappings are not hashable
-            key = (preset, extra, tuple(sorted((k, _freeze(v)) for k, v in params.items())))
+            key = (registry.generation(), preset, extra, tuple(sorted((k, _freeze(v)) for k, v in params.items())))
         except TypeError:
             key = None
         plan = _plan_cache.get(key) if key is not None else None
@@ -750,8 +382,6 @@ def _resolve_any(preset: PresetRef) -> Tuple[ResolvedPreset, Dict[str, Any]]:
     """A preset name, file, mapping, or a SignXAI method name (parsed by :mod:`composer.names`)."""
     if isinstance(preset, str) and not preset.endswith((".yaml", ".yml")) and "/" not in preset \
             and not registry.has_preset(preset):
-        from .names import parse_method
-
         parsed = parse_method(preset)
         return load_preset(parsed.mapping()), parsed.params
     return load_preset(preset), {}

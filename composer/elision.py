@@ -24,9 +24,6 @@ import torch.fx as fx
 from .graph.canonical import graph_info
 from .graph.coverage import NEUTRAL_FUNCTIONS, NEUTRAL_METHODS, NEUTRAL_MODULES
 
-PASS_RULES = ("pass", "zennit_pass")
-
-
 def redundant_relu_passes(model: torch.nn.Module, assigned: List[Tuple[str, torch.nn.Module, object]]) -> Set[int]:
     """``id``s of the ReLU modules of a canonical twin whose ``pass`` hook gives exactly the plain gradient."""
     info = graph_info(model)
@@ -34,7 +31,7 @@ def redundant_relu_passes(model: torch.nn.Module, assigned: List[Tuple[str, torc
         return set()
     rule_of = {id(m): b.rule.spec for _, m, b in assigned}
     relus = {id(m): m for _, m, _ in assigned if isinstance(m, torch.nn.ReLU)}
-    if any(rule_of[i].name not in PASS_RULES for i in relus):
+    if any(not rule_of[i].identity for i in relus):
         return set()  # guided backprop and friends: not an LRP composite
     memo: Dict[fx.Node, bool] = {}
 
@@ -49,7 +46,7 @@ def redundant_relu_passes(model: torch.nn.Module, assigned: List[Tuple[str, torc
         if user.op == "call_module":
             module = model.get_submodule(user.target)
             spec = rule_of.get(id(module))
-            if spec is not None and spec.name not in PASS_RULES:
+            if spec is not None and not spec.identity:
                 return bool(spec.zero_at_zero_input)
             if spec is not None and not isinstance(module, torch.nn.ReLU):
                 return False  # a pass over anything but a ReLU may move relevance onto a zero

@@ -67,6 +67,12 @@ class ComposerError(ValueError):
         return text
 
 
+class ComposerWarning(UserWarning):
+    """Something composer did that changes or approximates the result: a binding that matched no module
+    (``on_unmatched: warn``), an operation without a rule (``on_uncovered: warn``), a model that could
+    not be traced."""
+
+
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> list:
     """The candidates most similar to ``name`` (best first), for 'did you mean' hints.
 

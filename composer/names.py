@@ -1,38 +1,218 @@
-"""The SignXAI method-name grammar, parsed once, here, into data.
+"""SignXAI method names, read with the grammar the presets declare (no tables here).
 
 ::
 
     method    := base modifier*
-    modifier  := "_x_input" | "_x_sign" | "_x_sign_mu" ["_" number]
-    base      := preset-name | prefix "_" body ["_mu" ["_" number]] ["_" bounds]
-    prefix    := lrp | lrpsign | lrpz | w2lrp | flatlrp | zblrp
-    body      := z | z_plus | gamma | flat | w_square | sequential_composite_a | sequential_composite_b
-               | epsilon ["_" number] ["_std_x"] | alpha_ number _beta_ number
+    base      := preset-name | prefix "_" body suffix* [bounds]
     number    := ["neg_"] digits ["_" digits]        # 0_25 = 0.25, neg_0_5 = -0.5, 100 = 100
-    bounds    := VGG16ILSVRC                          # z-box bounds of the reference wrappers
 
-The prefix picks the first layer's rule (``lrp``: the body's own rule), the body every other
-layer's; ``_mu_<m>`` makes ``lrpsign``'s SIGN a SIGN-mu with threshold m. A number left out
-(``lrpsign_epsilon_std_x_mu``) leaves that parameter to the preset default or to keyword arguments.
+The words come from data: a preset's ``grammar`` declares it as a *prefix* (``lrpsign``: the first
+layer's rule, with the ``suffixes`` and named ``bounds`` it accepts) or as a *body*
+(``epsilon_{epsilon}``: every other layer's rule); ``grammar/modifiers.yaml`` declares the
+modifier suffixes (``x_sign_mu_{mu}``). ``{param}`` is a number in the name, bound to the
+preset's parameter of that name; left out, the preset default (or a keyword argument) applies.
+One matcher reads every template; :func:`list_methods` and the docs' method table are generated
+from the same data.
 """
 from __future__ import annotations
 
+import itertools
 import re
+import threading
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import registry
 from .errors import ComposerError, closest
+from .resolve import load_preset
+from .spec import validate_document
+from .yamlio import read_yaml
 
-PREFIXES = {"lrp": None, "lrpsign": "lrpsign", "lrpz": "lrpz", "w2lrp": "w2lrp", "flatlrp": "flatlrp",
-            "zblrp": "zblrp"}
-SIMPLE_BODIES = {"z": "lrp_z", "z_plus": "lrp_z_plus", "gamma": "lrp_gamma", "flat": "lrp_flat",
-                 "w_square": "lrp_w_square", "sequential_composite_a": "lrp_sequential_composite_a",
-                 "sequential_composite_b": "lrp_sequential_composite_b"}
-#: input bounds named by the reference wrappers' model tags (zblrp_*_VGG16ILSVRC)
-BOUNDS = {"VGG16ILSVRC": (-123.68, 151.061)}
 _DIGITS = re.compile(r"^\d+$")
+MAX_NAME = 200
 
 
+# --------------------------------------------------------------------------- templates
+def _number(tokens: List[str], i: int) -> Optional[Tuple[float, int]]:
+    """A SignXAI number at ``tokens[i:]``: (value, next index), or None."""
+    sign = 1.0
+    if i < len(tokens) and tokens[i] == "neg" and i + 1 < len(tokens) and _DIGITS.match(tokens[i + 1]):
+        sign, i = -1.0, i + 1
+    if i >= len(tokens) or not _DIGITS.match(tokens[i]):
+        return None
+    if i + 1 < len(tokens) and _DIGITS.match(tokens[i + 1]):
+        return sign * float(f"{tokens[i]}.{tokens[i + 1]}"), i + 2
+    return sign * float(tokens[i]), i + 1
+
+
+def number_text(value: float) -> str:
+    """A number as a method name writes it.
+
+    Example
+    -------
+    >>> number_text(0.25), number_text(-0.5), number_text(100.0)
+    ('0_25', 'neg_0_5', '100')
+    """
+    return ("neg_" if value < 0 else "") + f"{abs(value):g}".replace(".", "_")
+
+
+@dataclass(frozen=True)
+class Template:
+    """Words and ``{param}`` slots joined by ``_``: ``epsilon_{stdfactor}_std_x``."""
+
+    text: str
+
+    @property
+    def parts(self) -> Tuple[str, ...]:
+        return tuple(self.text.split("_"))
+
+    @property
+    def params(self) -> List[str]:
+        return [p[1:-1] for p in self.parts if p.startswith("{")]
+
+    def matches(self, tokens: List[str], i: int = 0) -> Iterator[Tuple[int, Dict[str, float]]]:
+        """Every way the template matches ``tokens`` from ``i``: (end, numbers read); a slot may be empty."""
+        def walk(k: int, j: int, found: Dict[str, float]):
+            if k == len(self.parts):
+                yield j, dict(found)
+                return
+            part = self.parts[k]
+            if part.startswith("{"):
+                number = _number(tokens, j)
+                if number is not None:
+                    yield from walk(k + 1, number[1], {**found, part[1:-1]: number[0]})
+                yield from walk(k + 1, j, found)
+            elif j < len(tokens) and tokens[j] == part:
+                yield from walk(k + 1, j + 1, found)
+        yield from walk(0, i, {})
+
+    def render(self, values: Dict[str, Any]) -> str:
+        """The template with its numbers filled in (a slot without a value is left out)."""
+        words = []
+        for part in self.parts:
+            if part.startswith("{"):
+                value = values.get(part[1:-1])
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    words.append(number_text(float(value)))
+            else:
+                words.append(part)
+        return "_".join(words)
+
+    def shown(self) -> str:
+        return "_".join(f"<{p[1:-1]}>" if p.startswith("{") else p for p in self.parts)
+
+
+# --------------------------------------------------------------------------- the grammar (from data)
+class _ModifierEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    template: str
+    modifier: str
+    defaults: Dict[str, float] = Field(default_factory=dict)
+
+
+class _ModifierFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    modifiers: List[_ModifierEntry]
+    examples: List[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Prefix:
+    word: str
+    preset: str
+    suffixes: Tuple[Template, ...]
+    bounds: Dict[str, Dict[str, float]]
+    examples: Tuple[Dict[str, float], ...]
+
+
+@dataclass(frozen=True)
+class Body:
+    template: Template
+    preset: str
+    defaults: Dict[str, Any]
+    examples: Tuple[Dict[str, float], ...]
+    sources: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """Everything a method name may contain, as the presets and ``grammar/modifiers.yaml`` declare it."""
+
+    prefixes: Dict[str, Prefix]
+    bodies: Tuple[Body, ...]
+    modifiers: Tuple[Tuple[Template, str, Dict[str, float]], ...]
+    modifier_examples: Tuple[str, ...]
+    methods: Tuple[str, ...]   # presets that are methods of their own (not building blocks)
+    attributed: Tuple[str, ...]   # of those, the ones that declare an attributor (gradient family)
+
+
+_lock = threading.Lock()
+_cache: Dict[int, Grammar] = {}
+
+
+def grammar() -> Grammar:
+    """The grammar of the registered presets (rebuilt when a preset folder is registered).
+
+    Example
+    -------
+    >>> sorted(grammar().prefixes)
+    ['flatlrp', 'lrp', 'lrpsign', 'lrpz', 'w2lrp', 'zblrp']
+    >>> [b.template.text for b in grammar().bodies if b.preset == "lrp_epsilon_std_x"]
+    ['epsilon_{stdfactor}_std_x']
+    """
+    generation = registry.generation()
+    with _lock:
+        if generation in _cache:
+            return _cache[generation]
+    built = _build(registry)
+    with _lock:
+        _cache.clear()
+        _cache[generation] = built
+    return built
+
+
+def _build(registry) -> Grammar:
+    prefixes: Dict[str, Prefix] = {}
+    bodies: List[Body] = []
+    methods, attributed = [], []
+    for name in registry.list_presets(include_abstract=True):
+        resolved = load_preset(name)
+        if not resolved.abstract:
+            methods.append(name)
+            if resolved.attributor is not None:
+                attributed.append(name)
+        spec = resolved.preset.grammar
+        if spec is None:
+            continue
+        templates = [Template(spec.body)] if spec.body else [Template(t) for t in spec.suffixes]
+        for template in templates:
+            unknown = [p for p in template.params if p not in resolved.params]
+            if unknown:
+                raise ComposerError(f"name template '{template.text}' uses {', '.join(unknown)}, which the preset "
+                                    f"does not declare (parameters: {', '.join(resolved.params) or 'none'})",
+                                    source=resolved.source, field="grammar")
+        for bound, values in spec.bounds.items():
+            unknown = [p for p in values if p not in resolved.params]
+            if unknown:
+                raise ComposerError(f"bounds '{bound}' set {', '.join(unknown)}, which the preset does not declare",
+                                    source=resolved.source, field="grammar.bounds")
+        if spec.prefix:
+            prefixes[spec.prefix] = Prefix(spec.prefix, name, tuple(templates), dict(spec.bounds),
+                                           tuple(spec.examples))
+        else:
+            bodies.append(Body(templates[0], name, dict(resolved.params), tuple(spec.examples), resolved.sources))
+    doc = read_yaml(registry.GRAMMAR_DIR / "modifiers.yaml")
+    data = validate_document(_ModifierFile, doc.data, source=str(registry.GRAMMAR_DIR / "modifiers.yaml"), doc=doc)
+    modifiers = tuple((Template(m.template), m.modifier, dict(m.defaults)) for m in data.modifiers)
+    # longest templates first, so a body that reads more of the name is tried first
+    bodies.sort(key=lambda b: -len(b.template.parts))
+    return Grammar(prefixes, tuple(bodies), modifiers, tuple(data.examples), tuple(methods), tuple(attributed))
+
+
+# --------------------------------------------------------------------------- parsing
 @dataclass(frozen=True)
 class ParsedMethod:
     """A method name as data: the presets it combines, their parameters, and the modifiers."""
@@ -42,10 +222,12 @@ class ParsedMethod:
     params: Dict[str, Any] = field(default_factory=dict)
     modifiers: Tuple[Tuple[str, Dict[str, Any]], ...] = ()
     free_params: Dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
 
     def mapping(self) -> Dict[str, Any]:
         """The preset mapping this name stands for (what :func:`composer.compose` compiles)."""
-        out: Dict[str, Any] = {"name": self.name, "summary": f"method {self.name}", "extends": list(self.extends)}
+        out: Dict[str, Any] = {"name": self.name, "summary": self.summary or f"method {self.name}",
+                               "extends": list(self.extends)}
         if self.free_params:
             out["params"] = dict(self.free_params)
         if self.modifiers:
@@ -53,120 +235,77 @@ class ParsedMethod:
         return out
 
 
-class _Tokens:
-    def __init__(self, name: str, tokens: List[str]):
-        self.name, self.tokens, self.i = name, tokens, 0
-
-    def peek(self, k: int = 0) -> Optional[str]:
-        return self.tokens[self.i + k] if self.i + k < len(self.tokens) else None
-
-    def take(self, word: str) -> bool:
-        if self.peek() == word:
-            self.i += 1
-            return True
-        return False
-
-    def number(self) -> Optional[float]:
-        start, sign = self.i, 1.0
-        if self.peek() == "neg" and self.peek(1) is not None and _DIGITS.match(self.peek(1)):
-            self.i, sign = self.i + 1, -1.0
-        if self.peek() is None or not _DIGITS.match(self.peek()):
-            self.i = start
-            return None
-        whole = self.tokens[self.i]
-        self.i += 1
-        if self.peek() is not None and _DIGITS.match(self.peek()):
-            value = float(f"{whole}.{self.tokens[self.i]}")
-            self.i += 1
-        else:
-            value = float(whole)
-        return sign * value
-
-    def rest(self) -> str:
-        return "_".join(self.tokens[self.i:])
-
-
 def _error(name: str, why: str) -> ComposerError:
     return ComposerError(f"cannot parse method name '{name}': {why}", suggestions=closest(name, list_methods()))
 
 
-def _split_modifiers(name: str, tokens: List[str]) -> Tuple[List[str], Tuple[Tuple[str, Dict[str, Any]], ...], Dict]:
-    cut = next((i for i in range(len(tokens)) if tokens[i] == "x" and (i == 0 or tokens[i - 1] != "std")),
-               len(tokens))
-    stream = _Tokens(name, tokens[cut:])
-    modifiers, free = [], {}
-    while stream.peek() is not None:
-        if not stream.take("x"):
-            raise _error(name, f"expected a modifier (_x_input, _x_sign, _x_sign_mu_<m>) at '{stream.rest()}'")
-        if stream.take("input"):
-            modifiers.append(("x_input", {}))
-        elif stream.take("sign"):
-            if stream.take("mu"):
-                mu = stream.number()
-                if mu is None:
-                    free["mu"] = 0.0
-                    modifiers.append(("x_sign", {"mu": "$mu"}))
-                else:
-                    modifiers.append(("x_sign", {"mu": mu}))
-            else:
-                modifiers.append(("x_sign", {}))
-        else:
-            raise _error(name, f"unknown modifier at 'x_{stream.rest()}'")
-    return tokens[:cut], tuple(modifiers), free
+def _modifiers(tokens: List[str], g: Grammar):
+    """(modifiers, free parameters) for a run of modifier suffixes, or None."""
+    def walk(i: int):
+        if i == len(tokens):
+            yield (), {}
+            return
+        for template, modifier, defaults in g.modifiers:
+            for end, numbers in template.matches(tokens, i):
+                if end == i:
+                    continue
+                params: Dict[str, Any] = dict(numbers)
+                free = {}
+                for p in template.params:
+                    if p not in numbers:
+                        params[p], free[p] = f"${p}", defaults.get(p, 0.0)
+                for rest, rest_free in walk(end):
+                    yield ((modifier, params),) + rest, {**free, **rest_free}
+    return next(walk(0), None)
 
 
-def _parse_lrp(name: str, tokens: List[str]) -> Tuple[Tuple[str, ...], Dict[str, Any]]:
-    stream = _Tokens(name, tokens)
-    prefix = stream.tokens[0] if tokens else ""
-    if prefix not in PREFIXES:
-        raise _error(name, "not a preset, and not an LRP name (prefixes: " + ", ".join(PREFIXES) + ")")
-    stream.i = 1
-    params: Dict[str, Any] = {}
-    body_rest = stream.rest()
-    body = None
-    for simple in sorted(SIMPLE_BODIES, key=len, reverse=True):
-        if body_rest == simple or body_rest.startswith(simple + "_"):
-            body = SIMPLE_BODIES[simple]
-            stream.i += len(simple.split("_"))
-            break
-    if body is None:
-        if stream.take("epsilon"):
-            value = stream.number()
-            if stream.peek() == "std" and stream.peek(1) == "x":
-                stream.i += 2
-                body = "lrp_epsilon_std_x"
-                if value is not None:
-                    params["stdfactor"] = value
-            else:
-                body = "lrp_epsilon"
-                if value is not None:
-                    params["epsilon"] = value
-        elif stream.take("alpha"):
-            alpha = stream.number()
-            if alpha is None or not stream.take("beta"):
-                raise _error(name, "expected alpha_<a>_beta_<b>")
-            beta = stream.number()
-            if beta is None:
-                raise _error(name, "expected a number after beta")
-            body, params["alpha"], params["beta"] = "lrp_alpha_beta", alpha, beta
-        else:
-            raise _error(name, f"unknown LRP body '{body_rest}' (z, epsilon_<e>, epsilon_<f>_std_x, "
-                               "alpha_<a>_beta_<b>, sequential_composite_a|b, gamma, flat, w_square, z_plus)")
-    if stream.take("mu"):
-        if prefix != "lrpsign":
-            raise _error(name, "'_mu_<m>' sets the SIGN-mu threshold and needs the lrpsign prefix")
-        mu = stream.number()
-        if mu is not None:
-            params["mu"] = mu
-    if stream.peek() in BOUNDS:
-        if prefix != "zblrp":
-            raise _error(name, f"input bounds '{stream.peek()}' need the zblrp prefix")
-        params["low"], params["high"] = BOUNDS[stream.peek()]
-        stream.i += 1
-    if stream.peek() is not None:
-        raise _error(name, f"unexpected '{stream.rest()}'")
-    extends = ((PREFIXES[prefix],) if PREFIXES[prefix] else ()) + (body,)
-    return extends, params
+def _lrp(name: str, tokens: List[str], g: Grammar) -> Tuple[Tuple[str, ...], Dict[str, Any], str]:
+    """(extends, parameters, summary) of ``prefix_body[suffixes][bounds]``; a ComposerError says what is wrong."""
+    prefix = g.prefixes.get(tokens[0]) if tokens else None
+    if prefix is None:
+        raise _error(name, "not a preset, and not an LRP name (prefixes: " + ", ".join(sorted(g.prefixes)) + ")")
+    leftovers = []
+    for body in g.bodies:
+        for end, params in body.template.matches(tokens, 1):
+            if end == 1:
+                continue
+            rest = _tail(tokens, end, prefix)
+            if rest is None:
+                leftovers.append("_".join(tokens[end:]))
+                continue
+            extends = (() if _is_source(prefix.preset, body) else (prefix.preset,)) + (body.preset,)
+            return extends, {**params, **rest}, f"{prefix.word} prefix, body {body.template.text}"
+    if leftovers:
+        left = min(leftovers, key=len)
+        owner = next((p.word for p in g.prefixes.values() if _tail(left.split("_"), 0, p) is not None), None)
+        if owner is not None:
+            raise _error(name, f"'{left}' needs the {owner} prefix")
+        raise _error(name, f"unexpected '{left}'")
+    shown = ", ".join(b.template.shown() for b in g.bodies)
+    raise _error(name, f"unknown LRP body '{'_'.join(tokens[1:])}' (bodies: {shown})")
+
+
+def _is_source(preset: str, body: Body) -> bool:
+    """Whether ``preset`` is already part of the body (``lrp`` adds nothing to a body that extends lrp_base)."""
+    return any(Path(s).stem == preset for s in body.sources)
+
+
+def _tail(tokens: List[str], i: int, prefix: Prefix) -> Optional[Dict[str, Any]]:
+    """The parameters of the prefix's suffixes and bounds at ``tokens[i:]`` (to the end), or None."""
+    def walk(j: int, used: frozenset):
+        if j == len(tokens):
+            yield {}
+            return
+        if tokens[j] in prefix.bounds and j + 1 == len(tokens):
+            yield dict(prefix.bounds[tokens[j]])
+        for template in prefix.suffixes:
+            if template.text in used:
+                continue
+            for end, numbers in template.matches(tokens, j):
+                if end > j:
+                    for rest in walk(end, used | {template.text}):
+                        yield {**numbers, **rest}
+    return next(walk(i, frozenset()), None)
 
 
 def parse_method(name: str) -> ParsedMethod:
@@ -180,43 +319,42 @@ def parse_method(name: str) -> ParsedMethod:
     >>> parse_method("gradient_x_sign_mu_0_5").modifiers
     (('x_sign', {'mu': 0.5}),)
     """
-    from .registry import has_preset
-
-    if not isinstance(name, str) or not name or len(name) > 200:
-        raise ComposerError(f"a method name is a non-empty string of at most 200 characters, got {name!r}")
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME:
+        raise ComposerError(f"a method name is a non-empty string of at most {MAX_NAME} characters, got {name!r}")
     tokens = name.split("_")
     if any(t == "" for t in tokens):
         raise _error(name, "empty part between underscores")
-    base_tokens, modifiers, free = _split_modifiers(name, tokens)
-    base = "_".join(base_tokens)
-    if not base:
-        raise _error(name, "no method before the modifiers")
-    if has_preset(base):
-        from .compiler import load_preset
+    g = grammar()
+    first_error: Optional[ComposerError] = None
+    for cut in [i for i, t in enumerate(tokens) if t == "x" and i > 0] + [len(tokens)]:
+        base, tail = tokens[:cut], tokens[cut:]
+        found = _modifiers(tail, g)
+        if found is None:
+            if registry.has_preset("_".join(base)) and first_error is None:
+                first_error = _error(name, f"unknown modifier at '{'_'.join(tail)}' (modifiers: "
+                                     + ", ".join(t.shown() for t, _, _ in g.modifiers) + ")")
+            continue
+        modifiers, free = found
+        base_name = "_".join(base)
+        if registry.has_preset(base_name):
+            if load_preset(base_name).abstract:
+                raise _error(name, f"'{base_name}' is a building block, not a method")
+            return ParsedMethod(name, (base_name,), {}, modifiers, free)
+        try:
+            extends, params, summary = _lrp(name, base, g)
+        except ComposerError as err:
+            first_error = first_error or err
+            continue
+        return ParsedMethod(name, extends, params, modifiers, free, summary)
+    raise first_error or _error(name, "no method before the modifiers")
 
-        if load_preset(base).abstract:
-            raise _error(name, f"'{base}' is a building block, not a method")
-        return ParsedMethod(name, (base,), {}, modifiers, free)
-    extends, params = _parse_lrp(name, base_tokens)
-    return ParsedMethod(name, extends, params, modifiers, free)
 
-
-def _number_text(value: float) -> str:
-    text = ("neg_" if value < 0 else "") + f"{abs(value):g}".replace(".", "_")
-    return text
-
-
-NON_LRP_BASES = ("gradient", "input_t_gradient", "guided_backprop", "deconvnet", "integrated_gradients",
-                 "smoothgrad", "vargrad", "grad_cam", "deeplift")
-MODIFIER_SUFFIXES = ("", "_x_input", "_x_sign", "_x_input_x_sign", "_x_sign_mu_0", "_x_sign_mu_0_5",
-                     "_x_sign_mu_neg_0_5")
-
-
+# --------------------------------------------------------------------------- listing
 def list_methods(pattern: Optional[str] = None) -> List[str]:
-    """Every preset plus a representative of each method family of the grammar, sorted.
+    """Every preset plus examples of every family the grammar makes, sorted; generated from the grammar.
 
     ``pattern`` (a regular expression, searched) filters the list. Any number may replace the
-    numbers shown (``lrp_epsilon_0_1`` stands for ``lrp_epsilon_<e>``).
+    numbers shown (``lrp_epsilon_0_1`` stands for ``lrp_epsilon_<epsilon>``).
 
     Example
     -------
@@ -225,26 +363,49 @@ def list_methods(pattern: Optional[str] = None) -> List[str]:
     >>> list_methods("^grad_cam")[:2]
     ['grad_cam', 'grad_cam_timeseries']
     """
-    from .registry import list_presets
-
-    names = set(list_presets())
-    bodies = list(SIMPLE_BODIES) + ["epsilon_0_1", "epsilon_0_25_std_x", "alpha_1_beta_0", "alpha_2_beta_1"]
-    for prefix in PREFIXES:
-        for body in bodies:
-            names.add(f"{prefix}_{body}")
-    for body in ("epsilon_0_1", "epsilon_0_25_std_x", "z", "sequential_composite_a"):
-        for mu in (0.0, 0.5, -0.5):
-            names.add(f"lrpsign_{body}_mu_{_number_text(mu)}")
-    for body in bodies:
-        names.add(f"zblrp_{body}_VGG16ILSVRC")
-    for base in NON_LRP_BASES:
-        for suffix in MODIFIER_SUFFIXES:
-            names.add(base + suffix)
-    for body in ("epsilon_0_1", "alpha_1_beta_0", "z_plus", "gamma", "flat", "w_square"):
-        for suffix in MODIFIER_SUFFIXES[1:4]:
-            names.add(f"lrp_{body}{suffix}")
+    g = grammar()
+    names = set(g.methods)
+    body_names = []
+    for body in g.bodies:
+        for values in [body.defaults] + [{**body.defaults, **e} for e in body.examples]:
+            body_names.append(body.template.render(values))
+    for prefix in g.prefixes.values():
+        for text in body_names:
+            names.add(f"{prefix.word}_{text}")
+            for example in prefix.examples:
+                for template in prefix.suffixes:
+                    names.add(f"{prefix.word}_{text}_{template.render(example)}")
+            for bound in prefix.bounds:
+                names.add(f"{prefix.word}_{text}_{bound}")
+    lrp_examples = [f"lrp_{text}" for text in body_names] if "lrp" in g.prefixes else []
+    for base, suffix in itertools.product(list(g.attributed) + lrp_examples, g.modifier_examples):
+        names.add(f"{base}_{suffix}")
     out = sorted(names)
     if pattern:
         rx = re.compile(pattern)
         out = [n for n in out if rx.search(n)]
     return out
+
+
+def method_table() -> str:
+    """The grammar as a Markdown table (prefixes, bodies, suffixes, bounds, modifiers), for the docs.
+
+    Example
+    -------
+    >>> "| body | `epsilon_<epsilon>` | `lrp_epsilon` |" in method_table()
+    True
+    """
+    g = grammar()
+    rows = ["| part | written | preset / modifier |", "|---|---|---|"]
+    for word, prefix in sorted(g.prefixes.items()):
+        rows.append(f"| prefix | `{word}` | `{prefix.preset}` |")
+        for template in prefix.suffixes:
+            rows.append(f"| suffix after the body ({word} only) | `{template.shown()}` | `{prefix.preset}` |")
+        for bound, values in prefix.bounds.items():
+            shown = ", ".join(f"{k} = {v:g}" for k, v in values.items())
+            rows.append(f"| bounds ({word} only) | `{bound}` | {shown} |")
+    for body in sorted(g.bodies, key=lambda b: b.template.text):
+        rows.append(f"| body | `{body.template.shown()}` | `{body.preset}` |")
+    for template, modifier, _ in g.modifiers:
+        rows.append(f"| modifier | `_{template.shown()}` | `{modifier}` |")
+    return "\n".join(rows)

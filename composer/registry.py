@@ -37,6 +37,7 @@ def _data_dir(name: str) -> Path:
 
 PRESET_DIR = _data_dir("presets")
 RULE_SPEC_DIR = _data_dir("rule_specs")
+GRAMMAR_DIR = _data_dir("grammar")
 
 
 
@@ -58,6 +59,25 @@ _rules_by_name: Dict[str, RuleEntry] = {}
 _rules_loaded = False
 _preset_dirs: List[Path] = [PRESET_DIR]
 _preset_index: Optional[Dict[str, Path]] = None
+_generation = 0
+
+
+def generation() -> int:
+    """A counter that changes whenever a rule or a preset folder is registered: caches built from the
+    registry (compiled plans, the method grammar) are valid for one generation.
+
+    Example
+    -------
+    >>> isinstance(generation(), int)
+    True
+    """
+    return _generation
+
+
+def _changed() -> None:
+    global _generation
+    with _lock:
+        _generation += 1
 
 
 def resolve_hook(name: str, source: str = "<rule spec>") -> Type[Hook]:
@@ -175,6 +195,7 @@ def register_rule(name: str, *, params: Optional[Dict[str, dict]] = None, summar
                         params=spec_params, fixed=fixed or {}, applies_to=applies_to)
         with _lock:
             _add_rule(RuleEntry(spec, hook, f"python:{hook.__module__}.{hook.__qualname__}"), replace=replace)
+        _changed()
         return hook
     return decorate
 
@@ -226,6 +247,7 @@ def register_preset_dir(path: Union[str, Path]) -> None:
         if path not in _preset_dirs:
             _preset_dirs.append(path)
         _preset_index = None
+    _changed()
 
 
 def _index() -> Dict[str, Path]:
@@ -264,12 +286,33 @@ def list_presets(include_abstract: bool = False) -> List[str]:
 
     Example
     -------
-    >>> "lrpz_sequential_composite_a" in list_presets()
+    >>> "lrp_sequential_composite_a" in list_presets()
     True
     """
-    from .compiler import load_preset
-
     names = sorted(_index())
     if include_abstract:
         return names
-    return [n for n in names if not load_preset(n).abstract]
+    return [n for n in names if not _header(n).get("abstract", False)]
+
+
+def _header(name: str) -> dict:
+    """A preset file's top-level fields, read without resolving or compiling it (cached per file version)."""
+    path = _index()[name]
+    try:
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        return {}
+    with _lock:
+        if key in _headers:
+            return _headers[key]
+    data = read_yaml(path).data
+    header = data if isinstance(data, dict) else {}
+    with _lock:
+        if len(_headers) > 4096:
+            _headers.clear()
+        _headers[key] = header
+    return header
+
+
+_headers: Dict[tuple, dict] = {}

@@ -6,6 +6,8 @@ line and the field path. ``composer schema`` exports :class:`Preset`'s JSON Sche
 """
 from __future__ import annotations
 
+import re
+
 from typing import Any, Dict, List, Literal, Optional, Tuple, Type, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -55,6 +57,8 @@ class RuleSpec(_Strict):
     fixed: Dict[str, ParamValue] = Field(default_factory=dict, description="hook arguments this rule fixes")
     ordered: List[Tuple[str, str]] = Field(
         default_factory=list, description="pairs [a, b] of parameters with a <= b elementwise (z-box: [low, high])")
+    identity: bool = Field(False, description="the rule passes relevance through unchanged (pass); lets the "
+                                              "compiler skip it on a ReLU where that equals the gradient")
     zero_at_zero_input: bool = Field(
         False, description="the rule gives exactly zero relevance to inputs that are exactly zero (R_in = a * ...); "
                            "lets the compiler skip redundant pass hooks on ReLUs")
@@ -158,6 +162,44 @@ class NamedCall(_Strict):
     with_: Dict[str, Any] = Field(default_factory=dict, alias="with")
 
 
+TEMPLATE_PATTERN = r"^(?:[A-Za-z0-9]+|\{[a-z_][a-z0-9_]*\})(?:_(?:[A-Za-z0-9]+|\{[a-z_][a-z0-9_]*\}))*$"
+
+
+class GrammarSpec(_Strict):
+    """How a preset appears in SignXAI method names (``lrpsign_epsilon_0_25_std_x_mu_0_5``).
+
+    A *template* is words joined by ``_``; ``{param}`` stands for a number written the SignXAI way
+    (``0_25`` = 0.25, ``neg_0_5`` = -0.5) and may be left out of a name (the preset default applies).
+    """
+
+    body: Optional[str] = Field(None, pattern=TEMPLATE_PATTERN,
+                                description="the preset as a body after a prefix, e.g. epsilon_{epsilon}")
+    prefix: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9]+$",
+                                  description="the preset as a prefix (it sets the first layer), e.g. lrpsign")
+    suffixes: List[str] = Field(default_factory=list, description="templates a prefix accepts after the body, "
+                                                                  "e.g. mu_{mu}")
+    bounds: Dict[str, Dict[str, float]] = Field(
+        default_factory=dict, description="named parameter sets a prefix accepts last, e.g. VGG16ILSVRC: {low, high}")
+    examples: List[Dict[str, float]] = Field(
+        default_factory=list, description="parameter values the method list shows (besides the defaults)")
+
+    @field_validator("suffixes")
+    @classmethod
+    def _templates(cls, value):
+        for text in value:
+            if not re.match(TEMPLATE_PATTERN, text):
+                raise ValueError(f"{text!r} is not a name template (words and {{param}} joined by '_')")
+        return value
+
+    @model_validator(mode="after")
+    def _one_role(self):
+        if (self.body is None) == (self.prefix is None):
+            raise ValueError("a grammar entry is either a body or a prefix")
+        if self.body is not None and (self.suffixes or self.bounds):
+            raise ValueError("suffixes and bounds belong to a prefix")
+        return self
+
+
 class Preset(_Strict):
     """A method: layer bindings (LRP), an attributor and output modifiers."""
 
@@ -177,6 +219,7 @@ class Preset(_Strict):
     canonize: Optional[bool] = Field(
         None, description="explain a canonical twin of the model (functional calls as modules, batch norms "
                           "merged, one module per call); default true, inherited through 'extends'")
+    grammar: Optional[GrammarSpec] = Field(None, description="how the preset appears in method names")
     on_uncovered: Optional[Literal["error", "warn", "ignore"]] = Field(
         None, description="what happens when an operation between input and output has no rule "
                           "(LRP presets); default error, inherited through 'extends'")

@@ -65,6 +65,10 @@ def _api() -> str:
 def on_page_markdown(markdown, page, config, files):
     if "<!-- rule-reference -->" in markdown:
         markdown = markdown.replace("<!-- rule-reference -->", _rules())
+    if "<!-- method-grammar -->" in markdown:
+        from composer.names import method_table
+
+        markdown = markdown.replace("<!-- method-grammar -->", method_table())
     if "<!-- api-reference -->" in markdown:
         markdown = markdown.replace("<!-- api-reference -->", _api())
     return markdown

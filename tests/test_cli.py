@@ -17,7 +17,7 @@ def run(*args):
 
 def test_list_presets_rules_methods():
     result = run("list")
-    assert result.exit_code == 0 and "lrpz_sequential_composite_a" in result.output
+    assert result.exit_code == 0 and "lrp_sequential_composite_a" in result.output
     result = run("list", "sign", "--kind", "rules")
     assert result.exit_code == 0 and "sign_mu" in result.output and "epsilon " not in result.output
     result = run("list", "^gradient_x", "--kind", "methods")

@@ -196,7 +196,7 @@ def test_every_reference_method_name_parses_and_list_methods_covers_families():
     ("lrp_epsilon_0_001", ("lrp_epsilon",), {"epsilon": 0.001}),
     ("lrpsign_epsilon_100_mu_neg_0_5", ("lrpsign", "lrp_epsilon"), {"epsilon": 100.0, "mu": -0.5}),
     ("lrp_alpha_2_beta_1", ("lrp_alpha_beta",), {"alpha": 2.0, "beta": 1.0}),
-    ("w2lrp_sequential_composite_b", ("w2lrp_sequential_composite_b",), {}),
+    ("w2lrp_sequential_composite_b", ("w2lrp", "lrp_sequential_composite_b"), {}),
     ("zblrp_z_VGG16ILSVRC", ("zblrp", "lrp_z"), {"low": -123.68, "high": 151.061}),
     ("lrp_z_plus", ("lrp_z_plus",), {}),
 ])

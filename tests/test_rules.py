@@ -195,7 +195,7 @@ def test_alpha_beta_exact_zero_inhibitory_denominator_with_bias():
 def test_generic_path_equals_explicit_transposes(monkeypatch, rule, params):
     """Layers without an explicit transpose (transposed or circular convolutions...) run their own forward
     with modified weights and autograd; forced onto an ordinary convolution it gives the same numbers."""
-    from composer.rules import alpha_beta
+    from composer.rules import linear
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(3, 3, 3),
@@ -203,7 +203,7 @@ def test_generic_path_equals_explicit_transposes(monkeypatch, rule, params):
     x = torch.rand(2, 2, 5, 5) - 0.3                      # both signs: the four-term path on the first layer
     preset = {"name": "t", "extends": "lrp_base", "layers": [{"select": "all", "rule": rule, "with": params}]}
     explicit = composer.explain(net, x, preset, target=1)
-    monkeypatch.setattr(alpha_beta, "_plain_conv", lambda module: False)
+    monkeypatch.setattr(linear, "_plain_conv", lambda module: False)
     generic = composer.explain(net, x, preset, target=1)
     assert torch.allclose(generic, explicit, rtol=1e-5, atol=1e-6)
     assert hooks_left(net) == 0

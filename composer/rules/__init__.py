@@ -1,4 +1,4 @@
-"""Hooks that zennit lacks, written to the reference maths (``../shared/reference/rules.md``).
+"""Hooks that zennit lacks, written to the TF reference's maths (``docs/reference.md``).
 
 Each class is registered by name so that ``rule_specs/*.yaml`` can refer to it; zennit's own rules
 are reachable from specs as ``zennit:<Name>``.

@@ -2,79 +2,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from zennit.core import ParamMod
 
 from .base import register_hook, safe_divide
+from .linear import linear_map, negative, positive, transposed_map
 from .rescale import RescaleHook, bias_like, divide
-
-
-def _pos(x):
-    return x.clamp(min=0)
-
-
-def _neg(x):
-    return x.clamp(max=0)
-
-
-_CONV_INPUT_GRAD = {1: torch.nn.grad.conv1d_input, 2: torch.nn.grad.conv2d_input, 3: torch.nn.grad.conv3d_input}
-
-
-def _plain_conv(module) -> bool:
-    return (isinstance(module, torch.nn.modules.conv._ConvNd) and not module.transposed
-            and module.padding_mode == "zeros" and not isinstance(module.padding, str))
-
-
-#: dense weights above this many elements are modified in row blocks, never copied whole (VGG's fc6: 103M)
-BLOCK_ELEMENTS = 1 << 22
-
-
-def _row_blocks(weight):
-    step = max(1, BLOCK_ELEMENTS // max(1, weight[0].numel()))
-    return range(0, weight.shape[0], step), step
-
-
-def _generic_map(module, x, weight_fn):
-    """Any layer: its own ``forward`` (which runs no hooks) with modified weight and no bias."""
-    modifier = ParamMod(lambda param, name: weight_fn(param) if name == "weight" else param, zero_params="bias",
-                        require_params=False)
-    with modifier(module) as modified:
-        return modified.forward(x)
-
-
-def linear_map(module, x, weight_fn):
-    """The module's linear map (no bias) with ``weight_fn(W)`` as weight, without running its hooks."""
-    weight = module.weight.detach()
-    if isinstance(module, torch.nn.Linear):
-        if weight.numel() <= BLOCK_ELEMENTS:
-            return F.linear(x, weight_fn(weight))
-        starts, step = _row_blocks(weight)
-        return torch.cat([F.linear(x, weight_fn(weight[i:i + step])) for i in starts], dim=-1)
-    if _plain_conv(module):
-        return module._conv_forward(x, weight_fn(weight), None)
-    with torch.no_grad():
-        return _generic_map(module, x, weight_fn)
-
-
-def transposed_map(module, grad, weight_fn, input_shape):
-    """``weight_fn(W)ᵀ grad``: the VJP of :func:`linear_map` with respect to its input."""
-    weight = module.weight.detach()
-    if not (isinstance(module, torch.nn.Linear) or _plain_conv(module)):
-        with torch.enable_grad():
-            probe = torch.zeros(input_shape, dtype=grad.dtype, device=grad.device, requires_grad=True)
-            return torch.autograd.grad(_generic_map(module, probe, weight_fn), probe, grad)[0]
-    if isinstance(module, torch.nn.Linear):
-        if weight.numel() <= BLOCK_ELEMENTS:
-            return grad @ weight_fn(weight)
-        starts, step = _row_blocks(weight)
-        out = None
-        for i in starts:
-            part = grad[..., i:i + step] @ weight_fn(weight[i:i + step])
-            out = part if out is None else out.add_(part)
-        return out
-    dims = len(input_shape) - 2
-    return _CONV_INPUT_GRAD[dims](input_shape, weight_fn(weight), grad, module.stride, module.padding,
-                                  module.dilation, module.groups)
 
 
 @register_hook
@@ -117,7 +48,7 @@ class AlphaBetaHook(RescaleHook):
         a, z = state.input(), state.output()
         b = bias_like(module, z)
         used_bias = b if (bias and b is not None) else None
-        z_act = linear_map(module, a, _pos)                                    # W⁺a, made when needed
+        z_act = linear_map(module, a, positive)                                    # W⁺a, made when needed
         z_neg = (z - z_act) if (bias or b is None) else (z - b).sub_(z_act)   # W⁻a (+ b when bias)
         if used_bias is not None:
             z_act.add_(used_bias)                                              # W⁺a + b
@@ -147,8 +78,8 @@ class AlphaBetaHook(RescaleHook):
         store = state
         a = state.input()
         if not store["general"]:
-            positive = transposed_map(module, store.pop("through_positive"), _pos, a.shape)
-            return positive.add_(transposed).mul_(a)
+            through = transposed_map(module, store.pop("through_positive"), positive, a.shape)
+            return through.add_(transposed).mul_(a)
         return self._four_terms(module, a, store.pop("relevance"))
 
     def _four_terms(self, module, a, relevance):
@@ -163,7 +94,7 @@ class AlphaBetaHook(RescaleHook):
             return (transposed_map(module, s, w_for_pos, a.shape).mul_(a_pos)
                     .add_(transposed_map(module, s, w_for_neg, a.shape).mul_(a_neg)))
 
-        out = part(_pos, _neg).mul_(alpha)
+        out = part(positive, negative).mul_(alpha)
         if beta:
-            out.sub_(part(_neg, _pos).mul_(beta))
+            out.sub_(part(negative, positive).mul_(beta))
         return out

@@ -53,19 +53,18 @@ def sign_map(x: torch.Tensor, mu: float = 0.0) -> torch.Tensor:
     return torch.where(x >= mu, 1.0, -1.0).to(x.dtype)
 
 
-class SafeDivideHook(BasicHook):
-    """A :class:`zennit.core.BasicHook` whose rules are described by their constructor arguments.
+class DescribedHook:
+    """The base of composer's hooks: a hook keeps its constructor arguments, so a copy is the same rule
+    and ``repr`` says what the rule is (zennit's ``BasicHook.copy`` rebuilds from modifiers only).
 
-    zennit's ``BasicHook.copy`` rebuilds a hook from its modifiers only; composer's rules keep their
-    constructor arguments so a copy is the same rule (and so ``repr`` says what the rule is).
+    Example
+    -------
+    >>> from composer.rules import EpsilonHook
+    >>> EpsilonHook(epsilon=0.5).copy()
+    EpsilonHook(epsilon=0.5, stdfactor=0.0, sign=False, mu=0.0, bias=True)
     """
 
-    def __init__(self, **kwargs):
-        self.kwargs = kwargs
-        super().__init__(**self.modifiers(**kwargs))
-
-    def modifiers(self, **kwargs) -> dict:  # pragma: no cover - abstract
-        raise NotImplementedError
+    kwargs: dict
 
     def copy(self):
         return type(self)(**self.kwargs)
@@ -73,3 +72,14 @@ class SafeDivideHook(BasicHook):
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
         return f"{type(self).__name__}({args})"
+
+
+class SafeDivideHook(DescribedHook, BasicHook):
+    """A :class:`zennit.core.BasicHook` built from :meth:`modifiers` of its constructor arguments."""
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+        super().__init__(**self.modifiers(**kwargs))
+
+    def modifiers(self, **kwargs) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError

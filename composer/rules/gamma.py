@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .alpha_beta import _pos, linear_map, transposed_map
+from .linear import linear_map, positive, transposed_map
 from .base import register_hook, safe_divide
 from .rescale import RescaleHook, bias_like
 
@@ -49,7 +49,7 @@ class ReferenceGammaHook(RescaleHook):
             return torch.zeros_like(relevance)
         a, z = state.input(), state.output()
         b, b_pos = self._biases(module, z)
-        den = linear_map(module, a, _pos).add_(z)                  # W⁺a + Wa + b
+        den = linear_map(module, a, positive).add_(z)                  # W⁺a + Wa + b
         if b is None and module.bias is not None:
             den.sub_(bias_like(module, z))                         # bias=False: drop it from z
         if b_pos is not None:
@@ -62,7 +62,7 @@ class ReferenceGammaHook(RescaleHook):
         a = state.input()
         gamma = self.kwargs["gamma"]
         if not store["general"]:
-            return transposed_map(module, store.pop("s"), _pos, a.shape).add_(transposed).mul_(a).mul_(gamma - 1)
+            return transposed_map(module, store.pop("s"), positive, a.shape).add_(transposed).mul_(a).mul_(gamma - 1)
         relevance = store.pop("relevance")
         b, b_pos = self._biases(module, relevance)
         a_pos = a.clamp(min=0)
@@ -75,6 +75,6 @@ class ReferenceGammaHook(RescaleHook):
             s = safe_divide(relevance, z)
             return transposed_map(module, s, w1, a.shape).mul_(x1).add_(transposed_map(module, s, w2, a.shape).mul_(x2))
 
-        first = term(a_pos, _pos, b_pos, a, _same, b)      # A
-        second = term(a_pos, _same, b, a, _pos, b_pos)     # B
+        first = term(a_pos, positive, b_pos, a, _same, b)      # A
+        second = term(a_pos, _same, b, a, positive, b_pos)     # B
         return first.mul_(gamma).sub_(second)

@@ -25,6 +25,7 @@ import torch
 from zennit.core import Hook
 
 from ..errors import ComposerError
+from .base import DescribedHook
 
 
 class CallState(dict):
@@ -107,7 +108,7 @@ class _InputPoint(torch.autograd.Function):
         return (None, None, None) + tuple(out)
 
 
-class RescaleHook(Hook):
+class RescaleHook(DescribedHook, Hook):
     """Base class: subclasses implement :meth:`output_gradient` and :meth:`input_relevance`.
 
     Both receive the :class:`CallState` of the forward call whose backward is running.
@@ -130,12 +131,9 @@ class RescaleHook(Hook):
         self._local = threading.local()
 
     def copy(self):
-        hook = type(self)(**self.kwargs)
+        hook = super().copy()
         hook.copy_output = self.copy_output   # zennit's register loop copies the template the composite flagged
         return hook
-
-    def __repr__(self):
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.kwargs.items())})"
 
     # ------------------------------------------------------------------ subclass interface
     def prepare(self, state: CallState, module, a: torch.Tensor, z: torch.Tensor) -> None:

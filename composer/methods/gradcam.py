@@ -8,11 +8,11 @@ import torch.nn.functional as F
 import zennit.layer
 import zennit.types
 
-from .errors import ComposerError, closest
-from .graph.canonical import graph_info
-from .graph.modules import Add
-from .methods import attributor
-from .selectors import ElementwiseActivation
+from ..errors import ComposerError, closest
+from ..graph.canonical import graph_info
+from ..graph.modules import Add
+from .base import attributor
+from ..selectors import ElementwiseActivation
 
 
 def _target_layer(model: torch.nn.Module, layer: Optional[str], fuse_activation: bool) -> torch.nn.Module:

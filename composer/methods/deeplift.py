@@ -6,7 +6,7 @@ from typing import Any
 import torch
 import zennit.types
 
-from .methods import Backprop, _baseline, attributor
+from .base import Backprop, _baseline, attributor
 
 
 @attributor("deeplift")
