@@ -19,24 +19,15 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 import torch
 
-from .errors import ComposerError, closest
+from .errors import ComposerError
 from .explain import explain
-from .registry import get_rule
-
-#: SignXAI rule names -> composer rules
-RULE_NAMES = {"epsilon": "epsilon", "z": "z", "zplus": "z_plus", "z_plus": "z_plus", "alphabeta": "alpha_beta",
-              "alpha_beta": "alpha_beta", "gamma": "gamma", "flat": "flat", "wsquare": "w_square",
-              "w_square": "w_square", "zbox": "zbox", "bounded": "zbox", "stdx": "stdx_epsilon",
-              "stdx_epsilon": "stdx_epsilon", "sign": "sign", "signmu": "sign_mu", "sign_mu": "sign_mu"}
-
+from .registry import rule_named
 
 def _binding(select, rule_name: str, params: Dict[str, Any]) -> dict:
-    """A binding for SignXAI's rule name, with the parameters that rule takes."""
-    if rule_name not in RULE_NAMES:
-        raise ComposerError(f"unknown rule name '{rule_name}'", suggestions=closest(rule_name, RULE_NAMES))
-    rule = RULE_NAMES[rule_name]
-    accepted = get_rule(rule).spec.params
-    return {"select": select, "rule": rule, "with": {k: v for k, v in params.items() if k in accepted}}
+    """A binding for SignXAI's rule name (a rule's name or one of its spec's ``aliases``), with the
+    parameters that rule takes (the analyzers pass one set of defaults to every rule)."""
+    rule = rule_named(rule_name).spec
+    return {"select": select, "rule": rule.name, "with": {k: v for k, v in params.items() if k in rule.params}}
 
 
 def _lrp_preset(name: str, *bindings: dict) -> dict:

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from zennit.core import Hook
 
-from . import registry
+from . import methods, registry
 from .canonizers import CanonizerSpec, make_canonizer, split_canonizers
 from .composite import PresetComposite
 from .errors import ComposerError, ComposerWarning, closest
@@ -298,8 +298,6 @@ def _compile(resolved: ResolvedPreset, overrides: Dict[str, Any],
     canonizers = tuple(dict.fromkeys(resolved.canonizers + tuple(extra_canonizers)))
     for i, ref in enumerate(resolved.canonizers):
         make_canonizer(ref, resolved.source, f"canonizers[{i}]")
-    from . import methods
-
     if resolved.attributor is not None:
         call, source = resolved.attributor
         attributor = (call.name, methods.check_attributor(

@@ -200,6 +200,22 @@ def register_rule(name: str, *, params: Optional[Dict[str, dict]] = None, summar
     return decorate
 
 
+def rule_named(name: str) -> RuleEntry:
+    """The rule registered as ``name`` or declaring it among its ``aliases`` (SignXAI's ``zplus``...).
+
+    Example
+    -------
+    >>> rule_named("zplus").spec.name, rule_named("epsilon").spec.name
+    ('z_plus', 'epsilon')
+    """
+    _ensure_rules()
+    if name not in _rules_by_name:
+        for entry in list(_rules_by_name.values()):
+            if name in entry.spec.aliases:
+                return entry
+    return get_rule(name)
+
+
 def get_rule(name: str) -> RuleEntry:
     """The registered rule ``name``; a misspelt name raises with the closest valid ones.
 

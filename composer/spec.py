@@ -7,6 +7,7 @@ line and the field path. ``composer schema`` exports :class:`Preset`'s JSON Sche
 from __future__ import annotations
 
 import re
+import typing
 
 from typing import Any, Dict, List, Literal, Optional, Tuple, Type, TypeVar, Union
 
@@ -51,6 +52,7 @@ class RuleSpec(_Strict):
     summary: str
     math: str = Field("", description="the rule's maths (Markdown), shown in the rule reference")
     reference: str = Field("", description="how the rule relates to the TF reference and to textbook LRP")
+    aliases: List[str] = Field(default_factory=list, description="other names of the rule (SignXAI's rule_name)")
     applies_to: Literal["layers", "any"] = Field(
         "layers", description="layers: only relevance layers (Linear, Conv); any: any module a selector picks")
     params: Dict[str, ParamSpec] = Field(default_factory=dict)
@@ -232,17 +234,45 @@ class Preset(_Strict):
 M = TypeVar("M", bound=BaseModel)
 
 
-def _loc_text(loc) -> str:
-    out = ""
+def _inner(annotation) -> Tuple[Optional[type], bool]:
+    """The pydantic model a field holds (through List, Dict, Optional, Union), and whether it is a mapping."""
+    origin = typing.get_origin(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    is_dict = origin in (dict, Dict)
+    for arg in typing.get_args(annotation):
+        found, _ = _inner(arg)
+        if found is not None:
+            return found, is_dict
+    return None, is_dict
+
+
+def _walk_loc(model, loc) -> Tuple[List[Union[str, int]], Optional[type]]:
+    """The parts of a pydantic error location that are fields, mapping keys or list indices (pydantic's tags
+    for union members and validators dropped), and the model the last field part lies in."""
+    parts: List[Union[str, int]] = []
+    current, key_next, last_model = model, False, model
     for part in loc:
         if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            if part in ("str", "SelectorSpec", "literal['first','last','middle','all']") or part.startswith(
-                    ("literal[", "function-after", "tuple[", "list[", "union[", "dict[")):
-                continue
-            part = "with" if part == "with_" else part
-            out += ("." if out else "") + str(part)
+            parts.append(part)
+            continue
+        if key_next:
+            parts.append(part)
+            key_next = False
+            continue
+        fields = current.model_fields if current is not None else {}
+        found = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
+        if found is not None:
+            last_model = current
+            parts.append(found.alias or part)
+            current, key_next = _inner(found.annotation)
+    return parts, last_model
+
+
+def _loc_text(parts) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
     return out
 
 
@@ -270,40 +300,40 @@ def validate_document(model: Type[M], data: Any, source: str = "<mapping>", doc=
 
 
 def _one_error(model, error: dict, source: str, doc) -> ComposerError:
-    """One pydantic error as a ComposerError naming file, line and field."""
-    loc = tuple(p for p in error["loc"])
-    field = _loc_text(loc)
-    line = doc.line_of([p for p in loc if not (isinstance(p, str) and p.startswith(
-        ("literal[", "function-after", "tuple[", "union[")) or p in ("str", "SelectorSpec"))]) if doc else None
-    msg = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        allowed = _allowed_keys(model, loc)
-        key = str(loc[-1]) if loc else "?"
+    """One pydantic error as a ComposerError naming file, line and field (from pydantic's structured location)."""
+    loc = tuple(error["loc"])
+    unknown = error["type"] == "extra_forbidden"
+    parts, _ = _walk_loc(model, loc[:-1] if unknown else loc)
+    if unknown:
+        parts.append(loc[-1])
+    field, line = _loc_text(parts), doc.line_of(parts) if doc else None
+    if unknown:
         from .errors import closest
 
+        owner = _walk_loc(model, loc[:-1])[0]
+        holder = _holder(model, owner)
+        allowed = [f.alias or n for n, f in holder.model_fields.items()] if holder is not None else []
+        key = str(loc[-1])
         return ComposerError(f"unknown key '{key}'" + (f"; allowed: {', '.join(allowed)}" if allowed else ""),
                              source=source, field=field, line=line, suggestions=closest(key, allowed))
-    return ComposerError(msg, source=source, field=field, line=line)
+    return ComposerError(error["msg"].removeprefix("Value error, "), source=source, field=field, line=line)
 
 
-def _allowed_keys(model, loc) -> List[str]:
-    """Field names allowed at the mapping that ``loc`` points into (best effort)."""
-    current = model
-    for part in loc[:-1]:
-        if isinstance(part, int) or current is None:
+def _holder(model, parts) -> Optional[type]:
+    """The model of the mapping that ``parts`` (fields, keys, indices) point into."""
+    current, key_next = model, False
+    for part in parts:
+        if isinstance(part, int):
             continue
-        if part in ("SelectorSpec",):
-            current = SelectorSpec
+        if key_next:
+            key_next = False
             continue
-        field = current.model_fields.get(part) or next(
-            (f for f in current.model_fields.values() if f.alias == part), None)
-        if field is None:
-            continue
-        ann = str(field.annotation)
-        current = next((m for m in (Binding, NamedCall, SelectorSpec, ParamSpec) if m.__name__ in ann), None)
-    if current is None:
-        return []
-    return [f.alias or n for n, f in current.model_fields.items()]
+        fields = current.model_fields if current is not None else {}
+        found = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
+        if found is None:
+            return None
+        current, key_next = _inner(found.annotation)
+    return current
 
 
 def preset_json_schema() -> dict:
