@@ -68,7 +68,6 @@ class PresetComposite(Composite):
         self.twin: Optional[torch.nn.Module] = None
 
     def register(self, module: torch.nn.Module):
-
         self.remove()
         try:
             target = module
@@ -118,7 +117,7 @@ class PresetComposite(Composite):
             assigned = self.plan.assign(module)
             followers = inplace_followers(module)
             hooks = ctx["hooks"] = {}
-            for child_name, child, binding in assigned:
+            for _, child, binding in assigned:
                 hook = binding.template.copy()
                 if isinstance(hook, RescaleHook) and id(child) in followers:
                     hook.copy_output = True
@@ -127,7 +126,6 @@ class PresetComposite(Composite):
         return hooks.get(id(module))
 
     def _warn_functional(self, model: torch.nn.Module, assigned) -> None:
-
         if not self.plan.is_lrp or self.on_uncovered == "ignore":
             return
         found = functional_uncovered(model)
@@ -162,7 +160,6 @@ class PresetComposite(Composite):
                 self.handles.append(relu.register_forward_hook(hook.rescale_after_relu))
 
     def _check_coverage(self, twin: torch.nn.Module, assigned) -> None:
-
         if not self.plan.is_lrp or self.on_uncovered == "ignore":
             self.uncovered = []
             return
