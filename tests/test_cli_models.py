@@ -84,9 +84,11 @@ def test_factory_with_weights_and_a_preset_file(saved):
 ])
 def test_unusable_models_get_one_clear_line(saved, model_args, message):
     folder, _ = saved
-    code, out = _explain(folder, model_args)
+    code, out = composer(folder, "explain", *model_args, "-i", "x.npy", "--batched", "--method", "lrp_epsilon",
+                         "-o", "refused")
     assert code == 1 and message in out, out
     assert "Traceback" not in out
+    assert not (folder / "refused").exists()   # nothing written
 
 
 def test_pickled_models_need_trust(saved):
@@ -127,3 +129,17 @@ def test_scientific_parameters_on_the_command_line(saved):
     folder, _ = saved
     code, out = composer(folder, "show", "lrp_epsilon", "-p", "epsilon=1e-6")
     assert code == 0 and "epsilon(epsilon=1e-06" in out, out
+
+
+def test_validate_prints_every_error(saved, tmp_path):
+    folder, _ = saved
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nextends: lrp_base\nlayers:\n"
+                   "  - {select: all, rule: epsilon, with: {epsilon: 1e-6}}\n"
+                   "  - {select: all, rule: gamma, with: {gamma: -1}}\n"
+                   "  - {select: all, rule: zbox, with: {low: 2, high: 1}}\n"
+                   "  - {select: {index: [0, 2]}, rule: alpha_beta, with: {alpha: -2}}\n")
+    code, out = composer(folder, "validate", bad)
+    assert code == 1
+    assert "bad.yaml:5, field 'layers[1].with.gamma'" in out and "bad.yaml:6, field 'layers[2].with.low'" in out
+    assert "bad.yaml:7, field 'layers[3].with.alpha'" in out and out.count("error ") == 3
