@@ -20,14 +20,16 @@ import numpy as np
 import torch
 
 from .errors import ComposerError
+from .compiler import compile_preset
 from .explain import explain
 from .registry import rule_named
 
-def _binding(select, rule_name: str, params: Dict[str, Any]) -> dict:
-    """A binding for SignXAI's rule name (a rule's name or one of its spec's ``aliases``), with the
-    parameters that rule takes (the analyzers pass one set of defaults to every rule)."""
+def _binding(select, rule_name: str, defaults: Dict[str, Any], given: Optional[Dict[str, Any]] = None) -> dict:
+    """A binding for SignXAI's rule name (a rule's name or one of its spec's ``aliases``): of the analyzer's
+    ``defaults`` those the rule takes, and every parameter the caller ``given`` (validated by the rule)."""
     rule = rule_named(rule_name).spec
-    return {"select": select, "rule": rule.name, "with": {k: v for k, v in params.items() if k in rule.params}}
+    return {"select": select, "rule": rule.name,
+            "with": {**{k: v for k, v in defaults.items() if k in rule.params}, **(given or {})}}
 
 
 def _lrp_preset(name: str, *bindings: dict) -> dict:
@@ -122,11 +124,13 @@ class GradCAMAnalyzer(AnalyzerBase):
 class LRPAnalyzer(AnalyzerBase):
     """One rule on every layer: ``rule_name`` in epsilon, z, zplus, alphabeta, gamma, flat, wsquare, stdx..."""
 
-    def __init__(self, model: torch.nn.Module, rule_name: str = "epsilon", epsilon: float = 1e-6,
-                 alpha: float = 1.0, beta: float = 0.0, **rule_kwargs):
+    def __init__(self, model: torch.nn.Module, rule_name: str = "epsilon", epsilon: Optional[float] = None,
+                 alpha: Optional[float] = None, beta: Optional[float] = None, **rule_kwargs):
         super().__init__(model)
-        params = dict(epsilon=epsilon, alpha=alpha, beta=beta, **rule_kwargs)
-        self.method = _lrp_preset(f"lrp_{rule_name}", _binding("all", rule_name, params))
+        defaults = dict(epsilon=1e-6, alpha=1.0, beta=0.0)   # SignXAI's, for the rules that take them
+        given = {k: v for k, v in dict(epsilon=epsilon, alpha=alpha, beta=beta).items() if v is not None}
+        self.method = _lrp_preset(f"lrp_{rule_name}", _binding("all", rule_name, defaults, {**given, **rule_kwargs}))
+        compile_preset(self.method)   # a parameter the rule does not take is an error now, not dropped
 
 
 class LRPStdxEpsilonAnalyzer(AnalyzerBase):

@@ -134,3 +134,12 @@ def test_a_huge_integer_parameter_from_python_is_refused():
 
 def test_one_canonizer_name_is_not_read_as_letters():
     assert composer.compose("lrp_epsilon", canonizers="vgg").plan.canonizers == ("vgg",)
+
+
+def test_analyzer_parameters_the_rule_does_not_take_are_refused():
+    from composer.analyzers import LRPAnalyzer
+
+    net = _net()
+    _refused(lambda: LRPAnalyzer(net, "z", epsilon=0.1), "rule 'z' has no parameter 'epsilon'")
+    _refused(lambda: LRPAnalyzer(net, "epsilon", gamma=0.5), "has no parameter 'gamma'")
+    assert LRPAnalyzer(net, "zplus").method["layers"][0] == {"select": "all", "rule": "z_plus", "with": {}}
