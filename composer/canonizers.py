@@ -40,6 +40,11 @@ class CanonizerRef:
     name: str
     params_json: str
 
+    @classmethod
+    def of(cls, name: str, params: Mapping[str, Any]) -> "CanonizerRef":
+        """The reference for ``name`` with ``params`` (key order does not matter)."""
+        return cls(str(name), json.dumps(dict(params or {}), sort_keys=True))
+
     @property
     def params(self) -> Dict[str, Any]:
         return json.loads(self.params_json)
@@ -151,8 +156,7 @@ def canonizer_ref(value: Any, source: str = "<preset>", field: str = "canonizers
         extra = set(value) - {"name", "with"}
         if "name" not in value or extra:
             raise ComposerError("a canonizer with parameters is {name: ..., with: {...}}", source=source, field=field)
-        ref: CanonizerSpec = CanonizerRef(str(value["name"]), json.dumps(dict(value.get("with") or {}),
-                                                                         sort_keys=True))
+        ref: CanonizerSpec = CanonizerRef.of(value["name"], value.get("with") or {})
     elif isinstance(value, str):
         ref = value
     else:

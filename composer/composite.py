@@ -89,10 +89,7 @@ class PresetComposite(Composite):
                     self.elided.append(name)
                     continue
                 _check_operands(name, child, binding)
-                hook = binding.template.copy()
-                if isinstance(hook, RescaleHook) and id(child) in followers:
-                    hook.copy_output = True  # an in-place operation will overwrite z: keep a copy
-                hooks[id(child)] = hook
+                hook = hooks[id(child)] = _hook_for(child, binding, followers)
                 self.hook_refs.add(hook)
                 self.handles.append(hook.register(child))
             self._rescale_after_relus(target, skip, hooks)
@@ -116,12 +113,7 @@ class PresetComposite(Composite):
         if hooks is None:
             assigned = self.plan.assign(module)
             followers = inplace_followers(module)
-            hooks = ctx["hooks"] = {}
-            for _, child, binding in assigned:
-                hook = binding.template.copy()
-                if isinstance(hook, RescaleHook) and id(child) in followers:
-                    hook.copy_output = True
-                hooks[id(child)] = hook
+            hooks = ctx["hooks"] = {id(child): _hook_for(child, binding, followers) for _, child, binding in assigned}
             self._warn_functional(module, assigned)
         return hooks.get(id(module))
 
@@ -190,6 +182,15 @@ class PresetComposite(Composite):
 
     def __repr__(self):
         return f"PresetComposite({self.plan.name!r}, params={self.plan.params!r})"
+
+
+def _hook_for(module: torch.nn.Module, binding: CompiledBinding, followers) -> Hook:
+    """A fresh copy of the binding's hook; it keeps a copy of its output when an in-place operation follows
+    (``followers``: modules of a model that could not be made out of place)."""
+    hook = binding.template.copy()
+    if isinstance(hook, RescaleHook) and id(module) in followers:
+        hook.copy_output = True
+    return hook
 
 
 def _check_operands(name: str, module: torch.nn.Module, binding: CompiledBinding) -> None:

@@ -6,7 +6,6 @@ modifiers. Files are cached by path, modification time and the registry's genera
 """
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,7 +157,7 @@ def load_preset(ref: PresetRef, _chain: Tuple[str, ...] = ()) -> ResolvedPreset:
     for parent in parents:
         layers += parent.layers
     canonizers: List[CanonizerSpec] = []
-    own = [c if isinstance(c, str) else CanonizerRef(c.name, json.dumps(c.with_, sort_keys=True))
+    own = [c if isinstance(c, str) else CanonizerRef.of(c.name, c.with_)
            for c in preset.canonizers]
     for ref in [c for p in parents for c in p.canonizers] + own:
         if ref not in canonizers:

@@ -249,9 +249,9 @@ def _inner(annotation) -> Tuple[Optional[type], bool]:
 
 def _walk_loc(model, loc) -> Tuple[List[Union[str, int]], Optional[type]]:
     """The parts of a pydantic error location that are fields, mapping keys or list indices (pydantic's tags
-    for union members and validators dropped), and the model the last field part lies in."""
+    for union members and validators dropped), and the model of the mapping the location points into."""
     parts: List[Union[str, int]] = []
-    current, key_next, last_model = model, False, model
+    current, key_next = model, False
     for part in loc:
         if isinstance(part, int):
             parts.append(part)
@@ -263,10 +263,9 @@ def _walk_loc(model, loc) -> Tuple[List[Union[str, int]], Optional[type]]:
         fields = current.model_fields if current is not None else {}
         found = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
         if found is not None:
-            last_model = current
             parts.append(found.alias or part)
             current, key_next = _inner(found.annotation)
-    return parts, last_model
+    return parts, current
 
 
 def _loc_text(parts) -> str:
@@ -303,37 +302,18 @@ def _one_error(model, error: dict, source: str, doc) -> ComposerError:
     """One pydantic error as a ComposerError naming file, line and field (from pydantic's structured location)."""
     loc = tuple(error["loc"])
     unknown = error["type"] == "extra_forbidden"
-    parts, _ = _walk_loc(model, loc[:-1] if unknown else loc)
+    parts, holder = _walk_loc(model, loc[:-1] if unknown else loc)
     if unknown:
         parts.append(loc[-1])
     field, line = _loc_text(parts), doc.line_of(parts) if doc else None
     if unknown:
         from .errors import closest
 
-        owner = _walk_loc(model, loc[:-1])[0]
-        holder = _holder(model, owner)
         allowed = [f.alias or n for n, f in holder.model_fields.items()] if holder is not None else []
         key = str(loc[-1])
         return ComposerError(f"unknown key '{key}'" + (f"; allowed: {', '.join(allowed)}" if allowed else ""),
                              source=source, field=field, line=line, suggestions=closest(key, allowed))
     return ComposerError(error["msg"].removeprefix("Value error, "), source=source, field=field, line=line)
-
-
-def _holder(model, parts) -> Optional[type]:
-    """The model of the mapping that ``parts`` (fields, keys, indices) point into."""
-    current, key_next = model, False
-    for part in parts:
-        if isinstance(part, int):
-            continue
-        if key_next:
-            key_next = False
-            continue
-        fields = current.model_fields if current is not None else {}
-        found = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
-        if found is None:
-            return None
-        current, key_next = _inner(found.annotation)
-    return current
 
 
 def preset_json_schema() -> dict:
