@@ -3,7 +3,8 @@
 # constraints.txt to the torch/torchvision/zennit wheels on this machine) and reuses it after.
 #
 #   bash scripts/dev.sh demo     # the main job: train a small CNN on sklearn's digits, explain, write a gallery
-#   bash scripts/dev.sh test     # the test suite (what .ci/run runs): against zennit 0.5.1, then zennit 1.0.0
+#   bash scripts/dev.sh test     # the test suite (what .ci/run runs): against zennit 0.5.1, then zennit 1.0.0,
+#                                # then the `heavy` group (Ray, LXT, Quantus, transformers) once
 #   bash scripts/dev.sh bench    # benchmarks (python -m benchmarks.run; pass --quick, --device cuda ...)
 #   bash scripts/dev.sh docs     # mkdocs build --strict
 #   bash scripts/dev.sh shell    # a shell with .venv activated
@@ -36,6 +37,16 @@ zennit1() {
     fi
 }
 
+# The `heavy` test group's packages (pyproject's `heavy` extra) are installed on first use, not by set-up.
+HEAVY_STAMP="$VENV/.composer-heavy"
+heavy() {
+    if [ "$(cat "$HEAVY_STAMP" 2>/dev/null)" != "$WANT" ]; then
+        echo "[dev.sh] installing the heavy test group's packages" >&2
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[heavy]"
+        echo "$WANT" > "$HEAVY_STAMP"
+    fi
+}
+
 job="${1:-test}"
 shift || true
 export PYTHONDONTWRITEBYTECODE=1
@@ -43,12 +54,15 @@ case "$job" in
     demo)  exec "$VENV/bin/composer" demo "$@" ;;
     test)
         echo "== the suite against zennit $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("zennit"))') ==" >&2
-        "$VENV/bin/python" -m pytest "$@"
+        "$VENV/bin/python" -m pytest -m "not heavy" "$@"
         zennit1
         PYTHONPATH="$ZENNIT1" "$VENV/bin/python" -c 'import importlib.metadata as m, zennit
 assert m.version("zennit") == "1.0.0" and "zennit-1.0.0" in zennit.__file__, zennit.__file__'
         echo "== the suite against zennit 1.0.0 ==" >&2
-        PYTHONPATH="$ZENNIT1" "$VENV/bin/python" -m pytest -p no:cacheprovider "$@" ;;
+        PYTHONPATH="$ZENNIT1" "$VENV/bin/python" -m pytest -p no:cacheprovider -m "not heavy" "$@"
+        heavy
+        echo "== the heavy group (zennit $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("zennit"))')) ==" >&2
+        "$VENV/bin/python" -m pytest -p no:cacheprovider -m heavy "$@" || [ $? -eq 5 ] ;;
     test-0.5) exec "$VENV/bin/python" -m pytest "$@" ;;
     bench) exec "$VENV/bin/python" -m benchmarks.run "$@" ;;
     docs)  exec "$VENV/bin/python" -m mkdocs build --strict "$@" ;;
