@@ -26,11 +26,11 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Tuple, Union
 
-import torch
 from zennit.canonizers import Canonizer, NamedMergeBatchNorm, SequentialMergeBatchNorm
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
-from .errors import ComposerError, closest
+from .catalog import Catalog
+from .errors import ComposerError
 
 
 @dataclass(frozen=True)
@@ -133,13 +133,26 @@ def _attributes(select, set) -> SetAttributes:  # noqa: A002 - the YAML key is '
 
 
 #: canonizer names a preset may use: factories taking the ``with`` parameters
-CANONIZERS: Dict[str, Callable[..., Canonizer]] = {
-    "merge_batchnorm": SequentialMergeBatchNorm,
-    "vgg": VGGCanonizer,
-    "resnet": ResNetCanonizer,
-    "named_merge_batchnorm": _named_merge,
-    "attributes": _attributes,
-}
+CANONIZERS: Catalog[Callable[..., Canonizer]] = Catalog("canonizer")
+
+
+def register_canonizer(name: str, factory: Callable[..., Canonizer], replace: bool = True) -> Callable[..., Canonizer]:
+    """Make ``factory(**with)`` (a zennit Canonizer class or a function returning one) nameable in presets.
+
+    Example
+    -------
+    >>> from zennit.canonizers import SequentialMergeBatchNorm
+    >>> _ = register_canonizer("my_merge", SequentialMergeBatchNorm)
+    >>> type(make_canonizer("my_merge")).__name__
+    'SequentialMergeBatchNorm'
+    """
+    return CANONIZERS.register(name, factory, replace=replace)
+
+
+for _name, _factory in [("merge_batchnorm", SequentialMergeBatchNorm), ("vgg", VGGCanonizer),
+                        ("resnet", ResNetCanonizer), ("named_merge_batchnorm", _named_merge),
+                        ("attributes", _attributes)]:
+    register_canonizer(_name, _factory)
 
 
 def canonizer_ref(value: Any, source: str = "<preset>", field: str = "canonizers") -> CanonizerSpec:
@@ -176,10 +189,7 @@ def make_canonizer(ref: CanonizerSpec, source: str = "<preset>", field: str = "c
     """
     name = ref.name if isinstance(ref, CanonizerRef) else ref
     params = ref.params if isinstance(ref, CanonizerRef) else {}
-    factory = CANONIZERS.get(name)
-    if factory is None:
-        raise ComposerError(f"unknown canonizer '{name}'; known: {', '.join(CANONIZERS)}", source=source,
-                            field=field, suggestions=closest(str(name), CANONIZERS))
+    factory = CANONIZERS.entry(name, source, field)
     try:
         return factory(**params)
     except ComposerError as err:

@@ -18,16 +18,17 @@ import torch
 from zennit.core import Hook
 
 from . import methods, registry
-from .canonizers import CanonizerSpec, make_canonizer, split_canonizers
+from .canonizers import CANONIZERS, CanonizerSpec, make_canonizer, split_canonizers
+from .catalog import versions
 from .composite import PresetComposite
 from .errors import ComposerError, ComposerWarning, closest
 from .names import parse_method
-from .resolve import PresetRef, ResolvedPreset, _with_line, load_preset
+from .resolve import DEFAULT_ATTRIBUTOR_FROM, PresetRef, ResolvedPreset, _with_line, load_preset
 from .selectors import AFFINE_LAYERS, CompiledSelector, compile_selector, relevance_layers, type_matches
 from .spec import Binding
 
-__all__ = ["ComposerWarning", "CompiledBinding", "Plan", "PresetComposite", "ResolvedPreset", "check_param",
-           "check_rule_params", "compile_preset", "compose", "load_preset"]
+__all__ = ["ComposerWarning", "CompiledBinding", "Plan", "PresetComposite", "ResolvedPreset", "compile_preset",
+           "compose", "load_preset"]
 
 _cache_lock = threading.RLock()
 
@@ -45,100 +46,6 @@ def _substitute(value, params: Dict[str, Any], source: str, field: str):
     if isinstance(value, dict):
         return {k: _substitute(v, params, source, f"{field}.{k}") for k, v in value.items()}
     return value
-
-
-def check_param(spec, value, source: str, field: str):
-    """Validate one rule parameter against its :class:`~composer.spec.ParamSpec`; return the value."""
-    kind = spec.type
-    bad = None
-    if kind == "bool":
-        if not isinstance(value, bool):
-            bad = "a boolean"
-    elif kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            bad = "an integer"
-    elif kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            bad = "a number"
-        else:
-            try:
-                value = float(value)
-            except OverflowError:
-                raise ComposerError(f"a number of {len(str(value))} digits is out of range", source=source,
-                                    field=field) from None
-    elif kind == "str":
-        if not isinstance(value, str):
-            bad = "a string"
-        elif spec.choices and value not in spec.choices:
-            raise ComposerError(f"{value!r} is not one of {spec.choices}", source=source, field=field,
-                                suggestions=closest(value, spec.choices))
-    elif kind == "names":
-        value = [value] if isinstance(value, str) else value
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            bad = "a list of names"
-        elif spec.choices:
-            for i, v in enumerate(value):
-                if v not in spec.choices:
-                    raise ComposerError(f"{v!r} is not one of {spec.choices}", source=source, field=f"{field}[{i}]",
-                                        suggestions=closest(v, spec.choices))
-        if not bad:
-            value = list(dict.fromkeys(value))
-    elif kind == "tensor":
-        if isinstance(value, bool) or not isinstance(value, (int, float, list, torch.Tensor)):
-            bad = "a number or a tensor"
-        elif isinstance(value, list):
-            try:
-                value = torch.tensor(value, dtype=torch.float32)
-            except (TypeError, ValueError, RuntimeError, OverflowError):
-                bad = "a number or a (nested) list of numbers"
-        elif isinstance(value, int):
-            try:
-                value = float(value)
-            except OverflowError:
-                raise ComposerError(f"a number of {len(str(value))} digits is out of range", source=source,
-                                    field=field) from None
-        if isinstance(value, torch.Tensor) and not bad and not bool(torch.isfinite(value).all()):
-            raise ComposerError("expected finite values, got a tensor with NaN or infinity", source=source, field=field)
-    if bad:
-        raise ComposerError(f"expected {bad}, got {value!r}", source=source, field=field)
-    if kind in ("float", "int") or (kind == "tensor" and isinstance(value, (int, float))):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ComposerError(f"expected a finite number, got {value!r}", source=source, field=field)
-        for bound, ok, text in (("ge", lambda v, b: v >= b, ">="), ("gt", lambda v, b: v > b, ">"),
-                                ("le", lambda v, b: v <= b, "<="), ("lt", lambda v, b: v < b, "<")):
-            limit = getattr(spec, bound)
-            if limit is not None and not ok(value, limit):
-                raise ComposerError(f"{value!r} is out of range: must be {text} {limit:g}", source=source, field=field)
-    return value
-
-
-def check_rule_params(rule: registry.RuleEntry, given: Dict[str, Any], source: str, field: str) -> Dict[str, Any]:
-    """Defaults plus ``given``, each validated against the rule's spec."""
-    specs = rule.spec.params
-    out = {}
-    for key in given:
-        if key not in specs:
-            allowed = ", ".join(specs) or "none"
-            raise ComposerError(f"rule '{rule.spec.name}' has no parameter '{key}' (parameters: {allowed})",
-                                source=source, field=f"{field}.{key}", suggestions=closest(key, specs))
-    for key, spec in specs.items():
-        if key in given:
-            out[key] = check_param(spec, given[key], source, f"{field}.{key}")
-        elif spec.required:
-            raise ComposerError(f"rule '{rule.spec.name}' needs parameter '{key}'", source=source, field=field)
-        elif spec.default is not None:
-            out[key] = spec.default
-    for low, high in rule.spec.ordered:
-        if low in out and high in out and not bool(torch.all(torch.as_tensor(out[low]) <= torch.as_tensor(out[high]))):
-            raise ComposerError(f"rule '{rule.spec.name}' needs {low} <= {high} (elementwise), got {low}="
-                                f"{_short(out[low])}, {high}={_short(out[high])}", source=source, field=f"{field}.{low}")
-    return out
-
-
-def _short(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"tensor of shape {tuple(value.shape)}" if value.numel() > 4 else str(value.tolist())
-    return repr(value)
 
 
 # --------------------------------------------------------------------------- compiling
@@ -263,7 +170,7 @@ def _compile_binding(binding: Binding, source: str, fld: str, params: Dict[str, 
         raise ComposerError(err.message, source=source, field=f"{fld}.rule", suggestions=err.suggestions) from None
     given = _substitute(binding.with_, params, source, f"{fld}.with")
     try:
-        checked = check_rule_params(rule, given, source, f"{fld}.with")
+        checked = rule.check(given, source, f"{fld}.with")
     except ComposerError as err:
         raise _blame(_with_line(err), binding, fld, origins) from None
     selector = compile_selector(binding.select, source, f"{fld}.select")
@@ -298,12 +205,10 @@ def _compile(resolved: ResolvedPreset, overrides: Dict[str, Any],
     canonizers = tuple(dict.fromkeys(resolved.canonizers + tuple(extra_canonizers)))
     for i, ref in enumerate(resolved.canonizers):
         make_canonizer(ref, resolved.source, f"canonizers[{i}]")
-    if resolved.attributor is not None:
-        call, source = resolved.attributor
-        attributor = (call.name, methods.check_attributor(
-            call.name, _substitute(call.with_, params, source, "attributor.with"), source))
-    else:
-        attributor = ("gradient", methods.check_attributor("gradient", {"start": "logit"}, resolved.source))
+    # a preset that names no attributor is LRP: it takes lrp_base's (the backward pass from the target logit)
+    call, source = resolved.attributor or load_preset(DEFAULT_ATTRIBUTOR_FROM).attributor
+    attributor = (call.name, methods.check_attributor(
+        call.name, _substitute(call.with_, params, source, "attributor.with"), source))
     modifiers = tuple(
         (call.name, methods.check_modifier(call.name, _substitute(call.with_, params, source, f"{fld}.with"),
                                            source, fld))
@@ -345,7 +250,7 @@ def compile_preset(preset: PresetRef, *, canonizers=None, **params) -> Plan:
                             "or explain()")
     if isinstance(preset, str) and "/" not in preset and not preset.endswith((".yaml", ".yml")):
         try:  # registered and method names are cached; files may change, mappings are not hashable
-            key = (registry.generation(), preset, extra, tuple(sorted((k, _freeze(v)) for k, v in params.items())))
+            key = (_catalog_versions(), preset, extra, tuple(sorted((k, _freeze(v)) for k, v in params.items())))
         except TypeError:
             key = None
         plan = _plan_cache.get(key) if key is not None else None
@@ -374,6 +279,11 @@ def compile_preset(preset: PresetRef, *, canonizers=None, **params) -> Plan:
                 _plan_cache.clear()
             _plan_cache[key] = plan
     return plan
+
+
+def _catalog_versions() -> Tuple[int, ...]:
+    """What a compiled plan depends on: every catalog a preset can name something from."""
+    return versions(registry.RULES, registry.PRESETS, methods.ATTRIBUTORS, methods.MODIFIERS, CANONIZERS)
 
 
 def _resolve_any(preset: PresetRef) -> Tuple[ResolvedPreset, Dict[str, Any]]:

@@ -26,8 +26,9 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import registry
+from .catalog import versions
 from .errors import ComposerError, closest
-from .resolve import load_preset
+from .resolve import DEFAULT_ATTRIBUTOR_FROM, load_preset
 from .spec import validate_document
 from .yamlio import read_yaml
 
@@ -146,11 +147,11 @@ class Grammar:
     modifiers: Tuple[Tuple[Template, str, Dict[str, float]], ...]
     modifier_examples: Tuple[str, ...]
     methods: Tuple[str, ...]   # presets that are methods of their own (not building blocks)
-    attributed: Tuple[str, ...]   # of those, the ones that declare an attributor (gradient family)
+    attributed: Tuple[str, ...]   # of those, the ones that declare an attributor (not LRP's default)
 
 
 _lock = threading.Lock()
-_cache: Dict[int, Grammar] = {}
+_cache: Dict[Tuple[int, ...], Grammar] = {}
 
 
 def grammar() -> Grammar:
@@ -163,7 +164,7 @@ def grammar() -> Grammar:
     >>> [b.template.text for b in grammar().bodies if b.preset == "lrp_epsilon_std_x"]
     ['epsilon_{stdfactor}_std_x']
     """
-    generation = registry.generation()
+    generation = versions(registry.PRESETS)   # the grammar is read from the presets only
     with _lock:
         if generation in _cache:
             return _cache[generation]
@@ -178,11 +179,12 @@ def _build(registry) -> Grammar:
     prefixes: Dict[str, Prefix] = {}
     bodies: List[Body] = []
     methods, attributed = [], []
+    lrp_default = load_preset(DEFAULT_ATTRIBUTOR_FROM).source
     for name in registry.list_presets(include_abstract=True):
         resolved = load_preset(name)
         if not resolved.abstract:
             methods.append(name)
-            if resolved.attributor is not None:
+            if resolved.attributor is not None and resolved.attributor[1] != lrp_default:
                 attributed.append(name)
         spec = resolved.preset.grammar
         if spec is None:

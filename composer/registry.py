@@ -1,8 +1,8 @@
-"""Names are the public interface: rules, presets and canonizers are found here, and only here.
+"""Names are the public interface: the rule and preset catalogs (:mod:`composer.catalog`).
 
-* Rules come from ``rule_specs/*.yaml`` (each naming a registered hook class), from Python
+* :data:`RULES` come from ``rule_specs/*.yaml`` (each naming a registered hook class), from Python
   (:func:`register_rule`) and from the ``composer.rules`` entry-point group.
-* Presets come from ``presets/*.yaml`` and from folders added with :func:`register_preset_dir`.
+* :data:`PRESETS` come from ``presets/*.yaml`` and from folders added with :func:`register_preset_dir`.
 * Canonizers are zennit's, by name (:data:`CANONIZERS`, see :mod:`composer.canonizers`).
 
 YAML never names a Python import path: a rule spec names a hook registered in
@@ -10,20 +10,23 @@ YAML never names a Python import path: a rule spec names a hook registered in
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Type, Union
+from typing import Any, Dict, List, Optional, Type, Union
 
 import zennit.rules
 from zennit.core import Hook
 
 from . import rules as _rules  # noqa: F401  (registers composer's hooks)
 from .canonizers import CANONIZERS, make_canonizer  # noqa: F401  (canonizers are found here too)
+from .catalog import Catalog, versions
 from .errors import ComposerError, closest
 from .rules.base import HOOKS
-from .spec import ParamSpec, RuleSpec, validate_document
+from .spec import ParamSpec, RuleSpec
+from .validation import params_model, validate_document, validate_params
 from .yamlio import read_yaml
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -49,35 +52,54 @@ class RuleEntry:
     hook: Type[Hook]
     source: str
 
+    @functools.cached_property
+    def params_model(self):
+        """The pydantic model of the rule's parameters, generated from its :class:`ParamSpec` s."""
+        return params_model(self.spec.name, self.spec.params, tuple(self.spec.ordered))
+
+    def check(self, params: Dict[str, Any], source: str = "<preset>", field: str = "with") -> Dict[str, Any]:
+        """``params`` validated against the spec, with the defaults of those not given.
+
+        Example
+        -------
+        >>> get_rule("epsilon").check({"epsilon": 1})
+        {'epsilon': 1.0, 'bias': True}
+        """
+        return validate_params(self.params_model, params, f"rule '{self.spec.name}'", source, field)
+
     def make_hook(self, params: Dict[str, Any]) -> Hook:
         """A hook template for validated ``params`` (plus the spec's fixed arguments)."""
         return self.hook(**{**self.spec.fixed, **params})
 
 
+def _load_rules(catalog: "Catalog[RuleEntry]") -> None:
+    for path in sorted(RULE_SPEC_DIR.glob("*.yaml")):
+        catalog.register(path.stem, load_rule_spec(path))
+    _load_entry_points()   # after the files: a plugin may replace a built-in rule
+
+
+def _load_presets(catalog: "Catalog[Path]") -> None:
+    for path in sorted(PRESET_DIR.glob("*.yaml")):
+        catalog.register(path.stem, path)
+
+
+#: rule name -> :class:`RuleEntry` (rule specs, :func:`register_rule`, the ``composer.rules`` entry points)
+RULES: Catalog[RuleEntry] = Catalog("rule", _load_rules)
+#: preset name -> its YAML file (``presets/``, :func:`register_preset_dir`)
+PRESETS: Catalog[Path] = Catalog("preset", _load_presets)
 _lock = threading.RLock()
-_rules_by_name: Dict[str, RuleEntry] = {}
-_rules_loaded = False
-_preset_dirs: List[Path] = [PRESET_DIR]
-_preset_index: Optional[Dict[str, Path]] = None
-_generation = 0
 
 
 def generation() -> int:
-    """A counter that changes whenever a rule or a preset folder is registered: caches built from the
-    registry (compiled plans, the method grammar) are valid for one generation.
+    """A number that changes whenever anything is registered (a rule, a preset folder, an attributor,
+    a canonizer...). Caches use :func:`composer.catalog.versions` of the catalogs they read instead.
 
     Example
     -------
     >>> isinstance(generation(), int)
     True
     """
-    return _generation
-
-
-def _changed() -> None:
-    global _generation
-    with _lock:
-        _generation += 1
+    return max(versions(RULES, PRESETS, HOOKS, CANONIZERS))
 
 
 def resolve_hook(name: str, source: str = "<rule spec>") -> Type[Hook]:
@@ -95,18 +117,7 @@ def resolve_hook(name: str, source: str = "<rule spec>") -> Type[Hook]:
         known = [f"zennit:{n}" for n, v in vars(zennit.rules).items() if isinstance(v, type) and issubclass(v, Hook)]
         raise ComposerError(f"unknown zennit rule '{name}'", source=source, field="hook",
                             suggestions=closest(name, known))
-    if name in HOOKS:
-        return HOOKS[name]
-    raise ComposerError(f"unknown hook '{name}'; registered: {', '.join(sorted(HOOKS))}", source=source,
-                        field="hook", suggestions=closest(name, HOOKS))
-
-
-def _add_rule(entry: RuleEntry, replace: bool = False):
-    name = entry.spec.name
-    if name in _rules_by_name and not replace:
-        raise ComposerError(f"rule '{name}' is already registered (from {_rules_by_name[name].source})",
-                            source=entry.source)
-    _rules_by_name[name] = entry
+    return HOOKS.entry(name, source, "hook")
 
 
 def load_rule_spec(path: Union[str, Path]) -> RuleEntry:
@@ -123,19 +134,6 @@ def load_rule_spec(path: Union[str, Path]) -> RuleEntry:
         raise ComposerError(f"rule '{spec.name}' must live in a file named {spec.name}.yaml", source=str(path),
                             field="name")
     return RuleEntry(spec, resolve_hook(spec.hook, str(path)), str(path))
-
-
-def _ensure_rules():
-    global _rules_loaded
-    if _rules_loaded:
-        return
-    with _lock:
-        if _rules_loaded:
-            return
-        for path in sorted(RULE_SPEC_DIR.glob("*.yaml")):
-            _add_rule(load_rule_spec(path), replace=True)
-        _rules_loaded = True  # before the plugins: one that calls register_rule must not load again
-        _load_entry_points()
 
 
 def _load_entry_points():
@@ -188,14 +186,12 @@ def register_rule(name: str, *, params: Optional[Dict[str, dict]] = None, summar
     def decorate(hook):
         if not (isinstance(hook, type) and issubclass(hook, Hook)):
             raise TypeError(f"register_rule expects a zennit Hook subclass, got {hook!r}")
-        _ensure_rules()
         spec_params = ({k: ParamSpec(**v) for k, v in params.items()} if params is not None
                        else _params_from_signature(hook))
         spec = RuleSpec(name=name, hook=hook.__name__, summary=summary or (hook.__doc__ or name).strip().split("\n")[0],
                         params=spec_params, fixed=fixed or {}, applies_to=applies_to)
-        with _lock:
-            _add_rule(RuleEntry(spec, hook, f"python:{hook.__module__}.{hook.__qualname__}"), replace=replace)
-        _changed()
+        RULES.register(name, RuleEntry(spec, hook, f"python:{hook.__module__}.{hook.__qualname__}"),
+                       replace=replace, source=f"python:{hook.__module__}.{hook.__qualname__}")
         return hook
     return decorate
 
@@ -208,9 +204,8 @@ def rule_named(name: str) -> RuleEntry:
     >>> rule_named("zplus").spec.name, rule_named("epsilon").spec.name
     ('z_plus', 'epsilon')
     """
-    _ensure_rules()
-    if name not in _rules_by_name:
-        for entry in list(_rules_by_name.values()):
+    if name not in RULES:
+        for entry in RULES.values():
             if name in entry.spec.aliases:
                 return entry
     return get_rule(name)
@@ -224,11 +219,7 @@ def get_rule(name: str) -> RuleEntry:
     >>> get_rule("stdx_epsilon").spec.params["stdfactor"].default
     0.25
     """
-    _ensure_rules()
-    try:
-        return _rules_by_name[name]
-    except KeyError:
-        raise ComposerError(f"unknown rule '{name}'", suggestions=closest(name, _rules_by_name)) from None
+    return RULES.entry(name)
 
 
 def list_rules() -> List[str]:
@@ -239,8 +230,7 @@ def list_rules() -> List[str]:
     >>> "sign_mu" in list_rules()
     True
     """
-    _ensure_rules()
-    return sorted(_rules_by_name)
+    return sorted(RULES)
 
 
 # --------------------------------------------------------------------------- presets
@@ -258,24 +248,8 @@ def register_preset_dir(path: Union[str, Path]) -> None:
     path = Path(path)
     if not path.is_dir():
         raise ComposerError("not a folder", source=str(path))
-    global _preset_index
-    with _lock:
-        if path not in _preset_dirs:
-            _preset_dirs.append(path)
-        _preset_index = None
-    _changed()
-
-
-def _index() -> Dict[str, Path]:
-    global _preset_index
-    with _lock:
-        if _preset_index is None:
-            index = {}
-            for folder in _preset_dirs:
-                for path in sorted(folder.glob("*.yaml")):
-                    index[path.stem] = path
-            _preset_index = index
-        return _preset_index
+    for file in sorted(path.glob("*.yaml")):
+        PRESETS.register(file.stem, file)
 
 
 def preset_path(name: str) -> Path:
@@ -286,15 +260,12 @@ def preset_path(name: str) -> Path:
     >>> preset_path("lrp_epsilon").name
     'lrp_epsilon.yaml'
     """
-    try:
-        return _index()[name]
-    except KeyError:
-        raise ComposerError(f"unknown preset '{name}'", suggestions=closest(name, _index())) from None
+    return PRESETS.entry(name)
 
 
 def has_preset(name: str) -> bool:
     """Whether a preset file of that name is registered."""
-    return name in _index()
+    return name in PRESETS
 
 
 def list_presets(include_abstract: bool = False) -> List[str]:
@@ -305,7 +276,7 @@ def list_presets(include_abstract: bool = False) -> List[str]:
     >>> "lrp_sequential_composite_a" in list_presets()
     True
     """
-    names = sorted(_index())
+    names = sorted(PRESETS)
     if include_abstract:
         return names
     return [n for n in names if not _header(n).get("abstract", False)]
@@ -313,7 +284,7 @@ def list_presets(include_abstract: bool = False) -> List[str]:
 
 def _header(name: str) -> dict:
     """A preset file's top-level fields, read without resolving or compiling it (cached per file version)."""
-    path = _index()[name]
+    path = PRESETS[name]
     try:
         stat = path.stat()
         key = (str(path), stat.st_mtime_ns, stat.st_size)

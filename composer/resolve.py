@@ -13,11 +13,14 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from . import registry
 from .canonizers import CanonizerRef, CanonizerSpec
+from .catalog import versions
 from .errors import ComposerError
 from .spec import Binding, NamedCall, Preset, validate_document
 from .yamlio import read_yaml
 
 MAX_EXTENDS_DEPTH = 16
+#: the preset whose attributor a preset naming none gets (LRP: the backward pass from the target logit)
+DEFAULT_ATTRIBUTOR_FROM = "lrp_base"
 
 PresetRef = Union[str, Path, Mapping[str, Any], Preset]
 
@@ -102,7 +105,7 @@ def _read_ref(ref: PresetRef) -> Tuple[Preset, str, Any]:
         raise ComposerError(f"a preset is a name, a path or a mapping, not {type(ref).__name__}")
     try:
         stat = path.stat()
-        key = (registry.generation(), str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        key = (versions(registry.PRESETS), str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     except OSError:
         key = None
     doc = read_yaml(path)

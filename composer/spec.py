@@ -1,19 +1,18 @@
 """The YAML schema: pydantic models of a rule spec and of a preset.
 
-Both are strict (unknown keys and wrong types are errors) and frozen. :func:`validate_document`
-turns pydantic's errors into one :class:`~composer.errors.ComposerError` that names the file, the
-line and the field path. ``composer schema`` exports :class:`Preset`'s JSON Schema for editors.
+Both are strict (unknown keys and wrong types are errors) and frozen.
+:func:`~composer.validation.validate_document` turns pydantic's errors into one
+:class:`~composer.errors.ComposerError` that names the file, the line and the field path.
+``composer schema`` exports :class:`Preset`'s JSON Schema for editors.
 """
 from __future__ import annotations
 
 import re
-import typing
-
-from typing import Any, Dict, List, Literal, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ComposerError
+from .validation import validate_document  # noqa: F401  (documents are validated there, with every parameter)
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
 POSITIONS = ("first", "last", "middle", "all")
@@ -229,91 +228,6 @@ class Preset(_Strict):
     @property
     def parents(self) -> List[str]:
         return [self.extends] if isinstance(self.extends, str) else list(self.extends)
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _inner(annotation) -> Tuple[Optional[type], bool]:
-    """The pydantic model a field holds (through List, Dict, Optional, Union), and whether it is a mapping."""
-    origin = typing.get_origin(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation, False
-    is_dict = origin in (dict, Dict)
-    for arg in typing.get_args(annotation):
-        found, _ = _inner(arg)
-        if found is not None:
-            return found, is_dict
-    return None, is_dict
-
-
-def _walk_loc(model, loc) -> Tuple[List[Union[str, int]], Optional[type]]:
-    """The parts of a pydantic error location that are fields, mapping keys or list indices (pydantic's tags
-    for union members and validators dropped), and the model of the mapping the location points into."""
-    parts: List[Union[str, int]] = []
-    current, key_next = model, False
-    for part in loc:
-        if isinstance(part, int):
-            parts.append(part)
-            continue
-        if key_next:
-            parts.append(part)
-            key_next = False
-            continue
-        fields = current.model_fields if current is not None else {}
-        found = fields.get(part) or next((f for f in fields.values() if f.alias == part), None)
-        if found is not None:
-            parts.append(found.alias or part)
-            current, key_next = _inner(found.annotation)
-    return parts, current
-
-
-def _loc_text(parts) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
-    return out
-
-
-def validate_document(model: Type[M], data: Any, source: str = "<mapping>", doc=None) -> M:
-    """Validate ``data`` against ``model``; errors name the file, line and field.
-
-    Example
-    -------
-    >>> validate_document(Preset, {"name": "p", "layers": [{"select": "all", "rule": "z"}]}).layers[0].rule
-    'z'
-    """
-    if not isinstance(data, dict):
-        raise ComposerError(f"expected a mapping at the top level, got {type(data).__name__}", source=source)
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")  # unknown keys first
-        found, fields = [], set()
-        for error in errors:   # one per field: a union reports each member's complaint about the same value
-            one = _one_error(model, error, source, doc)
-            if one.field not in fields:
-                fields.add(one.field)
-                found.append(one)
-        raise found[0].with_also(found[1:]) from None
-
-
-def _one_error(model, error: dict, source: str, doc) -> ComposerError:
-    """One pydantic error as a ComposerError naming file, line and field (from pydantic's structured location)."""
-    loc = tuple(error["loc"])
-    unknown = error["type"] == "extra_forbidden"
-    parts, holder = _walk_loc(model, loc[:-1] if unknown else loc)
-    if unknown:
-        parts.append(loc[-1])
-    field, line = _loc_text(parts), doc.line_of(parts) if doc else None
-    if unknown:
-        from .errors import closest
-
-        allowed = [f.alias or n for n, f in holder.model_fields.items()] if holder is not None else []
-        key = str(loc[-1])
-        return ComposerError(f"unknown key '{key}'" + (f"; allowed: {', '.join(allowed)}" if allowed else ""),
-                             source=source, field=field, line=line, suggestions=closest(key, allowed))
-    return ComposerError(error["msg"].removeprefix("Value error, "), source=source, field=field, line=line)
 
 
 def preset_json_schema() -> dict:

@@ -5,6 +5,7 @@ from zennit.rules import Epsilon
 
 import composer
 from composer import registry
+from composer.catalog import Catalog
 
 
 class _EntryPoint:
@@ -26,8 +27,7 @@ def test_entry_point_rules_are_registered(monkeypatch):
 
     eps = [_EntryPoint("plugin_epsilon", PluginEpsilon), _EntryPoint("ignored_name", registers_itself)]
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: eps if group == "composer.rules" else [])
-    monkeypatch.setattr(registry, "_rules_loaded", False)
-    monkeypatch.setattr(registry, "_rules_by_name", {})
+    monkeypatch.setattr(registry, "RULES", Catalog("rule", registry._load_rules))
     assert {"plugin_epsilon", "plugin_function_rule", "epsilon"} <= set(composer.list_rules())
     spec = registry.get_rule("plugin_epsilon").spec
     assert spec.params["epsilon"].default == 1e-6          # read from the hook's signature

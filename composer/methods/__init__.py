@@ -5,8 +5,8 @@ A method preset names one attributor and any number of modifiers; LRP presets us
 Attributors receive a :class:`Backprop`, which runs the model with the preset's composite.
 Each module registers its own: :mod:`.gradients`, :mod:`.gradcam`, :mod:`.deeplift`, :mod:`.modifiers`.
 """
-from .base import ATTRIBUTORS, BOUNDS, MODIFIERS, Backprop, attributor, check_attributor, check_modifier, modifier
+from .base import ATTRIBUTORS, MODIFIERS, Backprop, attributor, check_attributor, check_modifier, modifier
 from . import deeplift, gradcam, gradients, modifiers  # noqa: E402,F401  (they register themselves)
 
-__all__ = ["ATTRIBUTORS", "BOUNDS", "MODIFIERS", "Backprop", "attributor", "check_attributor", "check_modifier",
+__all__ = ["ATTRIBUTORS", "MODIFIERS", "Backprop", "attributor", "check_attributor", "check_modifier",
            "modifier"]

@@ -2,24 +2,26 @@
 :class:`Backprop`, which runs the model with the preset's composite."""
 from __future__ import annotations
 
-import inspect
-import typing
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Literal, Optional, Union
+from typing import Any, Callable, Dict, Optional
 
 import torch
 
+from ..catalog import Catalog
 from ..errors import ComposerError, closest
+from ..validation import signature_model, validate_params
 
-ATTRIBUTORS: Dict[str, Callable] = {}
-MODIFIERS: Dict[str, Callable] = {}
-#: bounds of attributor and modifier parameters (inclusive): no preset may ask for unbounded work
-BOUNDS = {"steps": (2, 4096), "num_samples": (1, 4096), "noise_level": (0.0, 100.0), "mu": (-1e12, 1e12),
-          "tolerance": (0.0, 1.0)}
+#: attributor name -> ``fn(backprop, x, target, **params)``; its parameters are its signature's
+ATTRIBUTORS: Catalog[Callable] = Catalog("attributor")
+#: modifier name -> ``fn(relevance, x, **params)``
+MODIFIERS: Catalog[Callable] = Catalog("modifier")
 
 
 def attributor(name: str):
     """Decorator: register ``fn(backprop, x, target, **params) -> Tensor`` as an attributor.
+
+    Its parameters are validated from its signature: type hints (``Literal`` choices, bounds as
+    ``Annotated[int, Field(ge=2)]``) and defaults.
 
     Example
     -------
@@ -30,10 +32,7 @@ def attributor(name: str):
     >>> "doubled_gradient" in ATTRIBUTORS
     True
     """
-    def decorate(fn):
-        ATTRIBUTORS[name] = fn
-        return fn
-    return decorate
+    return lambda fn: ATTRIBUTORS.register(name, fn)
 
 
 def modifier(name: str):
@@ -48,79 +47,31 @@ def modifier(name: str):
     >>> "x_abs" in MODIFIERS
     True
     """
-    def decorate(fn):
-        MODIFIERS[name] = fn
-        return fn
-    return decorate
-
-
-def _check_call(table: Dict[str, Callable], kind: str, name: str, params: Dict[str, Any], skip: int,
-                source: str, field: str) -> Dict[str, Any]:
-    fn = table.get(name)
-    if fn is None:
-        raise ComposerError(f"unknown {kind} '{name}'; known: {', '.join(sorted(table))}", source=source,
-                            field=f"{field}.name", suggestions=closest(name, table))
-    sig = list(inspect.signature(fn).parameters.values())[skip:]
-    allowed = {p.name: p for p in sig if p.kind == p.KEYWORD_ONLY or p.kind == p.POSITIONAL_OR_KEYWORD}
-    hints = typing.get_type_hints(fn)
-    for key, value in params.items():
-        if key not in allowed:
-            raise ComposerError(f"{kind} '{name}' has no parameter '{key}' (parameters: {', '.join(allowed) or 'none'})",
-                                source=source, field=f"{field}.with.{key}", suggestions=closest(key, allowed))
-        _check_type(hints.get(key), value, source, f"{field}.with.{key}")
-        if key in BOUNDS and isinstance(value, (int, float)) and not isinstance(value, bool):
-            low, high = BOUNDS[key]
-            if not low <= value <= high:
-                raise ComposerError(f"{value!r} is out of range: must be within [{low:g}, {high:g}]", source=source,
-                                    field=f"{field}.with.{key}")
-    return dict(params)
-
-
-def _check_type(hint, value, source, field):
-    if hint is None or hint is Any:
-        return
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        if value not in typing.get_args(hint):
-            raise ComposerError(f"{value!r} is not one of {list(typing.get_args(hint))}", source=source, field=field,
-                                suggestions=closest(str(value), [str(a) for a in typing.get_args(hint)]))
-        return
-    if origin is Union:
-        errors = []
-        for arg in typing.get_args(hint):
-            try:
-                _check_type(arg, value, source, field)
-                return
-            except ComposerError as err:
-                errors.append(err.message)
-        raise ComposerError(f"{value!r} does not fit: " + "; ".join(errors), source=source, field=field)
-    if hint is type(None):
-        if value is not None:
-            raise ComposerError("expected nothing (null)", source=source, field=field)
-        return
-    if hint is bool and not isinstance(value, bool):
-        raise ComposerError(f"expected a boolean, got {value!r}", source=source, field=field)
-    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ComposerError(f"expected an integer, got {value!r}", source=source, field=field)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ComposerError(f"expected a number, got {value!r}", source=source, field=field)
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ComposerError(f"expected a finite number, got {value!r}", source=source, field=field)
-    if hint is str and not isinstance(value, str):
-        raise ComposerError(f"expected a string, got {value!r}", source=source, field=field)
-    if hint is torch.Tensor and not isinstance(value, torch.Tensor):
-        raise ComposerError(f"expected a tensor, got {type(value).__name__}", source=source, field=field)
+    return lambda fn: MODIFIERS.register(name, fn)
 
 
 def check_attributor(name: str, params: Dict[str, Any], source: str = "<preset>") -> Dict[str, Any]:
-    """Validate an attributor name and its parameters (unknown ones name the closest valid)."""
-    return _check_call(ATTRIBUTORS, "attributor", name, params, 3, source, "attributor")
+    """Validate an attributor name and its parameters (unknown ones name the closest valid).
+
+    Example
+    -------
+    >>> check_attributor("integrated_gradients", {"steps": 8})["steps"]
+    8
+    """
+    fn = ATTRIBUTORS.entry(name, source, "attributor.name")
+    return validate_params(signature_model(fn, 3), params, f"attributor '{name}'", source, "attributor.with")
 
 
 def check_modifier(name: str, params: Dict[str, Any], source: str = "<preset>", field: str = "modifiers") -> Dict[str, Any]:
-    """Validate a modifier name and its parameters."""
-    return _check_call(MODIFIERS, "modifier", name, params, 2, source, field)
+    """Validate a modifier name and its parameters.
+
+    Example
+    -------
+    >>> check_modifier("x_sign", {"mu": -0.5})
+    {'mu': -0.5}
+    """
+    fn = MODIFIERS.entry(name, source, f"{field}.name")
+    return validate_params(signature_model(fn, 2), params, f"modifier '{name}'", source, f"{field}.with")
 
 
 # --------------------------------------------------------------------------- the backward pass

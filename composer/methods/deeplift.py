@@ -1,16 +1,17 @@
 """DeepLIFT with the Rescale rule (Shrikumar et al. 2017), as the seed's DeepLiftAnalyzer describes."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import zennit.types
+from pydantic import Field
 
 from .base import Backprop, _baseline, attributor
 
 
 @attributor("deeplift")
-def deeplift(backprop, x: torch.Tensor, target: torch.Tensor, baseline: Any = "zero", tolerance: float = 1e-6):
+def deeplift(backprop, x: torch.Tensor, target: torch.Tensor, baseline: Any = "zero", tolerance: Annotated[float, Field(ge=0, le=1)] = 1e-6):
     """``(x − x₀) ⊙ m``, where ``m`` is the gradient with every activation's derivative replaced by
     its Rescale multiplier ``(f(u) − f(u₀)) / (u − u₀)`` (the derivative where ``|u − u₀| <= tolerance``).
 

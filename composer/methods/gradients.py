@@ -1,11 +1,16 @@
 """Gradient-family attributors: gradient, integrated gradients, SmoothGrad, VarGrad."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field
 
 from .base import Backprop, _baseline, _per_sample, attributor
+
+#: bounds (inclusive) that keep a preset from asking for unbounded work
+NoiseLevel = Annotated[float, Field(ge=0, le=100)]
+Samples = Annotated[int, Field(ge=1, le=4096)]
 
 
 @attributor("gradient")
@@ -15,7 +20,8 @@ def gradient(backprop: Backprop, x: torch.Tensor, target: torch.Tensor, start: L
 
 
 @attributor("integrated_gradients")
-def integrated_gradients(backprop: Backprop, x: torch.Tensor, target: torch.Tensor, steps: int = 50,
+def integrated_gradients(backprop: Backprop, x: torch.Tensor, target: torch.Tensor,
+                         steps: Annotated[int, Field(ge=2, le=4096)] = 50,
                          baseline: Any = "zero", points: Literal["both_ends", "right"] = "both_ends"):
     """``(x − b) ⊙ mean_k ∇f(b + α_k (x − b))`` over ``steps`` path points ``α_k``.
 
@@ -25,8 +31,6 @@ def integrated_gradients(backprop: Backprop, x: torch.Tensor, target: torch.Tens
     ``baseline``: ``zero``, ``black`` (each sample's minimum), ``white`` (its maximum), a number
     or a tensor. All path points of all samples run as one batch (chunked by ``batch_size``).
     """
-    if steps < 2:
-        raise ComposerError(f"integrated gradients needs steps >= 2, got {steps}")
     base = _baseline(x, baseline)
     target = backprop.resolve(x, target)
     if points == "right":
@@ -40,8 +44,6 @@ def integrated_gradients(backprop: Backprop, x: torch.Tensor, target: torch.Tens
 
 
 def _noisy_gradients(backprop, x, target, noise_level, num_samples, generator):
-    if num_samples < 1:
-        raise ComposerError(f"num_samples must be >= 1, got {num_samples}")
     target = backprop.resolve(x, target)
     flat = x.flatten(1)
     sigma = _per_sample(x, noise_level * (flat.amax(1) - flat.amin(1)))
@@ -51,14 +53,14 @@ def _noisy_gradients(backprop, x, target, noise_level, num_samples, generator):
 
 
 @attributor("smoothgrad")
-def smoothgrad(backprop: Backprop, x: torch.Tensor, target: torch.Tensor, noise_level: float = 0.2,
-               num_samples: int = 50, generator: Any = None):
+def smoothgrad(backprop: Backprop, x: torch.Tensor, target: torch.Tensor, noise_level: NoiseLevel = 0.2,
+               num_samples: Samples = 50, generator: Any = None):
     """Mean gradient over ``x + N(0, σ²)``, σ = noise_level × (max(x) − min(x)) per sample."""
     return _noisy_gradients(backprop, x, target, noise_level, num_samples, generator).mean(0)
 
 
 @attributor("vargrad")
-def vargrad(backprop: Backprop, x: torch.Tensor, target: torch.Tensor, noise_level: float = 0.2,
-            num_samples: int = 50, generator: Any = None):
+def vargrad(backprop: Backprop, x: torch.Tensor, target: torch.Tensor, noise_level: NoiseLevel = 0.2,
+            num_samples: Samples = 50, generator: Any = None):
     """Variance (population) of the gradient over ``x + N(0, σ²)``, σ as in SmoothGrad."""
     return _noisy_gradients(backprop, x, target, noise_level, num_samples, generator).var(0, unbiased=False)

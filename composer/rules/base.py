@@ -1,13 +1,15 @@
 """Shared pieces of composer's rule hooks: the hook registry, TF's SafeDivide, sign maps."""
 from __future__ import annotations
 
-from typing import Dict, Type
+from typing import Type
 
 import torch
 from zennit.core import BasicHook, Hook
 
+from ..catalog import Catalog
+
 #: hook classes that rule specs may name (``hook: EpsilonHook``)
-HOOKS: Dict[str, Type[Hook]] = {}
+HOOKS: Catalog[Type[Hook]] = Catalog("hook")
 
 #: what iNNvestigate's SafeDivide adds to an exactly-zero denominator
 SAFE_DIVIDE_EPS = 1e-7
@@ -27,8 +29,7 @@ def register_hook(cls):
     """
     if not (isinstance(cls, type) and issubclass(cls, Hook)):
         raise TypeError(f"{cls!r} is not a zennit Hook subclass")
-    HOOKS[cls.__name__] = cls
-    return cls
+    return HOOKS.register(cls.__name__, cls)
 
 
 def safe_divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
