@@ -72,6 +72,12 @@ class Catalog(Mapping[str, T], Generic[T]):
             self.version = next(_clock)
         return entry
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a plugin unloading, a test cleaning up); a name not registered is ignored."""
+        with self._lock:
+            if self._loaded().pop(name, None) is not None:
+                self.version = next(_clock)
+
     def entry(self, name: str, source: Optional[str] = None, field: Optional[str] = None) -> T:
         """The entry ``name``; a miss raises with the known names and the closest ones."""
         entries = self._loaded()
@@ -106,4 +112,4 @@ def versions(*catalogs: Catalog) -> Tuple[int, ...]:
     >>> versions(a) == before
     True
     """
-    return tuple(c.version for c in catalogs)
+    return tuple(c.version for c in catalogs if c._loaded() is not None)   # loaded first: loading bumps it
