@@ -6,13 +6,18 @@
     torch.Size([2, 8])
 """
 from .compiler import ComposerWarning, PresetComposite, compile_preset, compose, load_preset
+from .dataset import explain_dataset, open_store
+from .domain import DomainSpec
 from .errors import ComposerError
+from .evaluation import evaluate, tune
 from .explain import explain
+from .frequency import DomainExplanation, to_domain
 from .names import list_methods, parse_method
 from .registry import list_presets, list_rules, register_preset_dir, register_rule
+from . import quantus  # noqa: E402,F401  (composer.quantus.explain_func; imports no quantus package)
 
 __version__ = "0.1.0"
 
 __all__ = ["compose", "compile_preset", "explain", "load_preset", "list_presets", "list_rules", "list_methods",
            "parse_method", "register_rule", "register_preset_dir", "ComposerError", "ComposerWarning",
-           "PresetComposite", "__version__"]
+           "PresetComposite", "DomainSpec", "DomainExplanation", "to_domain", "evaluate", "tune", "explain_dataset", "open_store", "__version__"]

@@ -26,6 +26,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Tuple, Union
 
+import torch  # noqa: F401  (the doctests use it)
 from zennit.canonizers import Canonizer, NamedMergeBatchNorm, SequentialMergeBatchNorm
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 

@@ -182,6 +182,21 @@ def _compile_binding(binding: Binding, source: str, fld: str, params: Dict[str, 
     return CompiledBinding(selector, rule, checked, template, source, fld, binding.optional)
 
 
+def _check_one_form(resolved: ResolvedPreset, bindings: List[CompiledBinding]) -> None:
+    """Relevance rules (zennit's, iNNvestigate's) and gradient-form rules (AttnLRP's, times the input at the end)
+    pass different quantities backwards: one preset mixing them gives a map that is neither."""
+    forms: Dict[str, CompiledBinding] = {}
+    for binding in bindings:
+        forms.setdefault(binding.rule.spec.form, binding)
+    if "relevance" in forms and "gradient" in forms:
+        r, g = forms["relevance"], forms["gradient"]
+        raise ComposerError(
+            f"preset '{resolved.name}' mixes relevance rules ({r.rule.spec.name}, {Path(r.source).name} {r.field}) with "
+            f"gradient-form rules ({g.rule.spec.name}, {Path(g.source).name} {g.field}); they pass different quantities backwards, so the map would be "
+            "neither. Use the gradient-form rules throughout (attnlrp, cp_lrp: implicit_z, implicit_gamma, ...) or "
+            "the relevance rules throughout", source=g.source, field=g.field)
+
+
 def _compile(resolved: ResolvedPreset, overrides: Dict[str, Any],
              extra_canonizers: Tuple[CanonizerSpec, ...] = (),
              override_sources: Optional[Dict[str, Tuple[str, str]]] = None) -> Plan:
@@ -202,6 +217,7 @@ def _compile(resolved: ResolvedPreset, overrides: Dict[str, Any],
     if errors:
         unique = list({str(e): e for e in errors}.values())   # a parent's bad binding reached by two paths
         raise unique[0].with_also(unique[1:])
+    _check_one_form(resolved, bindings)
     canonizers = tuple(dict.fromkeys(resolved.canonizers + tuple(extra_canonizers)))
     for i, ref in enumerate(resolved.canonizers):
         make_canonizer(ref, resolved.source, f"canonizers[{i}]")

@@ -159,7 +159,7 @@ class PresetComposite(Composite):
         self.uncovered = uncovered(twin, [m for _, m, _ in assigned])
         model_name = info.model_type if info is not None else type(twin).__name__
         notes = []
-        if info is not None and not info.traced:
+        if info is not None and not info.traced and info.trace_error is not None:   # a one-layer model needs no trace
             notes.append(f"{model_name} could not be traced ({info.trace_error}); it is explained with module "
                          "hooks, and operations its forward() performs outside modules cannot be checked")
         if not self.uncovered:

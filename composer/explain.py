@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import inspect
 import threading
 import warnings
 import weakref
-from typing import Any, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -15,6 +17,7 @@ from .canonizers import split_canonizers
 from .compiler import ComposerWarning, PresetRef, compile_preset
 from .graph.canonical import graph_info
 from .errors import ComposerError
+from .frequency import DomainExplanation, requested_domain, to_domain
 from .methods import ATTRIBUTORS, MODIFIERS, Backprop
 
 Target = Union[None, int, Sequence[int], torch.Tensor]
@@ -87,6 +90,55 @@ def _lock_of(model: torch.nn.Module) -> threading.Lock:
         return _model_locks.setdefault(model, threading.Lock())
 
 
+_recording: "contextvars.ContextVar[Optional[Tuple[torch.Tensor, List[torch.Tensor]]]]" = contextvars.ContextVar(
+    "composer_recorded_outputs", default=None)
+
+
+@contextlib.contextmanager
+def recorded_outputs(x: torch.Tensor):
+    """Collect the model's output for ``x`` itself from the ``explain()`` calls of this context (and thread).
+
+    That is the forward pass a gradient or LRP map is computed from, or whose arg-max chose the
+    targets (``target=None``): its logits come for free, with no second forward pass
+    (``composer.explain_dataset`` stores them). Passes on altered inputs (SmoothGrad's noise,
+    integrated gradients' path) are not collected, so with given targets such methods add none.
+
+    Example
+    -------
+    >>> net = torch.nn.Linear(3, 2)
+    >>> x = torch.randn(4, 3)
+    >>> with recorded_outputs(x) as outputs:
+    ...     _ = explain(net, x, "gradient")
+    >>> len(outputs), torch.allclose(outputs[0], net(x))
+    (1, True)
+    """
+    outputs: List[torch.Tensor] = []
+    token = _recording.set((x, outputs))
+    try:
+        yield outputs
+    finally:
+        _recording.reset(token)
+
+
+@dataclass
+class _RecordingBackprop(Backprop):
+    """A :class:`Backprop` that keeps its output for one input tensor (see :func:`recorded_outputs`)."""
+
+    source: Optional[torch.Tensor] = None
+    sink: Optional[List[torch.Tensor]] = None
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().logits(x)
+        if x.shape == self.source.shape and x.data_ptr() == self.source.data_ptr():   # x itself, maybe detached
+            self.sink.append(out.detach())
+        return out
+
+
+def _backprop(model: torch.nn.Module, batch_size: Optional[int]) -> Backprop:
+    recording = _recording.get()
+    return Backprop(model, batch_size) if recording is None else _RecordingBackprop(model, batch_size, *recording)
+
+
 def _check_input(x) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise ComposerError(f"x must be a torch.Tensor with a batch axis, got {type(x).__name__}")
@@ -157,7 +209,8 @@ def _targets(target: Target, n: int, device: torch.device) -> Optional[torch.Ten
 def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: Target = None, *,
             batch_size: Optional[int] = None, generator: Optional[torch.Generator] = None,
             seed: Optional[int] = None, canonizers: Optional[Sequence[Any]] = None,
-            canonize: Optional[bool] = None, on_uncovered: Optional[str] = None, **params: Any) -> torch.Tensor:
+            canonize: Optional[bool] = None, on_uncovered: Optional[str] = None, domain: Any = None,
+            **params: Any) -> Union[torch.Tensor, DomainExplanation]:
     """Attribute the model's output for ``target`` to the input, with any method of the grid.
 
     Parameters
@@ -190,13 +243,20 @@ def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: 
     on_uncovered : ``"error"``, ``"warn"`` or ``"ignore"``, optional
         Override the preset's ``on_uncovered`` (default ``"error"``): what happens when an LRP preset
         has no rule for an operation between input and output (a LayerNorm, an elementwise product...).
+    domain : str, mapping or :class:`~composer.domain.DomainSpec`, optional
+        Show the map in another domain (overrides the preset's ``domain``): ``"frequency"`` (relevance per
+        DFT bin) or ``{"kind": "time_frequency", "window_width": 64, ...}`` (per short-time DFT window and
+        bin); ``"time"`` is the plain map. The map is passed through DFT-LRP's virtual inverse-DFT layer
+        (:mod:`composer.frequency`, ``docs/timeseries.md``); time is the input's last axis.
     **params :
         The method's parameters (``epsilon=0.25``, ``mu=0.5``, ``steps=32``...), validated.
 
     Returns
     -------
     torch.Tensor
-        The attribution, shaped like ``x`` (Grad-CAM: one channel), on ``x``'s device and dtype.
+        The attribution, shaped like ``x`` (Grad-CAM: one channel), on ``x``'s device and dtype;
+        with a frequency or time-frequency ``domain``, a :class:`~composer.frequency.DomainExplanation`
+        (``.signal`` and ``.relevance`` in that domain, ``.time_relevance`` the map).
 
     Example
     -------
@@ -206,6 +266,8 @@ def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: 
     torch.Size([5, 8])
     >>> explain(net, x, "gradient_x_sign", target=[0, 1, 2, 0, 1]).shape
     torch.Size([5, 8])
+    >>> explain(net, x, "lrp_epsilon_0_1", domain="frequency").relevance.shape   # per DFT bin 0..8//2
+    torch.Size([5, 5])
     """
     if not isinstance(model, torch.nn.Module):
         raise ComposerError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -213,6 +275,7 @@ def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: 
         raise ComposerError(f"batch_size must be a positive integer, got {batch_size!r}")
     refs, objects = split_canonizers(canonizers)
     plan = compile_preset(method, canonizers=list(refs), **params)
+    space = requested_domain(domain, plan.preset)   # validated before any work
     x = _check_input(x)
     _check_dtype(model, x)
     name, kwargs = plan.attributor
@@ -227,12 +290,13 @@ def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: 
                 model.eval()
                 with plan.composite(canonize=False, on_uncovered=on_uncovered,
                                     canonizer_objects=objects).context(model):
-                    relevance = ATTRIBUTORS[name](Backprop(model, batch_size), x, t, **kwargs)
+                    relevance = ATTRIBUTORS[name](_backprop(model, batch_size), x, t, **kwargs)
         else:
             composite = plan.composite(canonize=None if graph_info(twin) is not None else False,
                                        on_uncovered=on_uncovered, canonizer_objects=objects)
             with composite.context(twin):
-                relevance = ATTRIBUTORS[name](Backprop(twin, batch_size), x, t, **kwargs)
+                relevance = ATTRIBUTORS[name](_backprop(twin, batch_size), x, t, **kwargs)
     for mod_name, mod_kwargs in plan.modifiers:
         relevance = MODIFIERS[mod_name](relevance, x, **mod_kwargs)
-    return relevance.detach().to(dtype=x.dtype)
+    relevance = relevance.detach().to(dtype=x.dtype)
+    return relevance if space is None else to_domain(x, relevance, space)

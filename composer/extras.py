@@ -12,7 +12,8 @@ from types import ModuleType
 from .errors import ComposerError
 
 #: the extra that provides each optional top-level package
-EXTRA_OF = {"matplotlib": "cli", "PIL": "cli", "sklearn": "cli"}
+EXTRA_OF = {"matplotlib": "cli", "PIL": "cli", "sklearn": "cli", "zarr": "dataset", "ray": "ray",
+            "transformers": "transformers"}
 PACKAGE_OF = {"PIL": "pillow", "sklearn": "scikit-learn"}
 
 

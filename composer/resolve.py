@@ -15,6 +15,7 @@ from . import registry
 from .canonizers import CanonizerRef, CanonizerSpec
 from .catalog import versions
 from .errors import ComposerError
+from .domain import DomainSpec
 from .spec import Binding, NamedCall, Preset, validate_document
 from .yamlio import read_yaml
 
@@ -42,6 +43,8 @@ class ResolvedPreset:
     on_uncovered: str = "error"
     #: where each parameter's value was set: (source file, field), the preset nearest the user winning
     param_sources: Dict[str, Tuple[str, str]] = field(default_factory=dict)
+    #: the domain maps are shown in (DFT-LRP), the preset nearest the user winning
+    domain: Optional[DomainSpec] = None
 
     @property
     def name(self) -> str:
@@ -172,8 +175,9 @@ def load_preset(ref: PresetRef, _chain: Tuple[str, ...] = ()) -> ResolvedPreset:
     sources = (source,) + tuple(s for p in parents for s in p.sources)
     canonize = next((v for v in [preset.canonize] + [p.canonize for p in parents] if v is not None), True)
     on_uncovered = preset.on_uncovered or next((p.on_uncovered for p in parents), "error")
+    domain = preset.domain or next((p.domain for p in parents if p.domain is not None), None)
     resolved = ResolvedPreset(preset, source, sources, params, layers, tuple(canonizers), attributor, modifiers,
-                              canonize, on_uncovered, param_sources)
+                              canonize, on_uncovered, param_sources, domain)
     if key is not None:
         with _cache_lock:
             if len(_load_cache) >= _LOAD_CACHE_SIZE:

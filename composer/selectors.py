@@ -53,7 +53,7 @@ AFFINE_LAYERS = (zennit.types.BatchNorm,)
 @functools.lru_cache(maxsize=1)
 def _known_class_names() -> List[str]:
     names = [n for n, v in vars(torch.nn).items() if isinstance(v, type) and issubclass(v, torch.nn.Module)]
-    return names + ["Sum", "Add", "Mean", "ElementwiseConstant"]
+    return names + ["Sum", "Add", "Mean", "ElementwiseConstant", "MatMul", "Multiply"]
 
 
 def is_relevance_layer(module: torch.nn.Module) -> bool:

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .validation import validate_document  # noqa: F401  (documents are validated there, with every parameter)
+from .domain import DomainSpec
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
 POSITIONS = ("first", "last", "middle", "all")
@@ -60,6 +61,11 @@ class RuleSpec(_Strict):
         default_factory=list, description="pairs [a, b] of parameters with a <= b elementwise (z-box: [low, high])")
     identity: bool = Field(False, description="the rule passes relevance through unchanged (pass); lets the "
                                               "compiler skip it on a ReLU where that equals the gradient")
+    form: Literal["relevance", "gradient", "any"] = Field(
+        "relevance", description="what the hook passes back: relevance (zennit's and iNNvestigate's LRP, the "
+                                 "default), a modified gradient that the input multiplies into relevance at the end "
+                                 "(LXT's AttnLRP / CP-LRP form), or any (the plain gradient, meaningful in both); "
+                                 "a preset may not mix relevance and gradient rules")
     zero_at_zero_input: bool = Field(
         False, description="the rule gives exactly zero relevance to inputs that are exactly zero (R_in = a * ...); "
                            "lets the compiler skip redundant pass hooks on ReLUs")
@@ -224,6 +230,9 @@ class Preset(_Strict):
     on_uncovered: Optional[Literal["error", "warn", "ignore"]] = Field(
         None, description="what happens when an operation between input and output has no rule "
                           "(LRP presets); default error, inherited through 'extends'")
+    domain: Optional[DomainSpec] = Field(
+        None, description="show maps in another domain: time, frequency or time_frequency (DFT-LRP, "
+                          "composer.frequency), as a name or {kind, window, window_width, window_shift, ...}")
 
     @property
     def parents(self) -> List[str]:

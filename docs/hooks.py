@@ -55,6 +55,39 @@ def _api() -> str:
         obj = getattr(graph, name)
         if callable(obj):
             out.append(_doc(obj, f"composer.graph.{name}"))
+    from composer import frequency, viz
+
+    out.append("## composer.frequency\n")   # time series: DFT-LRP's virtual inspection layers
+    for name in frequency.__all__:
+        if name not in composer.__all__:
+            out.append(_doc(getattr(frequency, name), f"composer.frequency.{name}"))
+    for name in ("plot_spectrum", "plot_time_frequency", "save_domain_figure"):
+        out.append(_doc(getattr(viz, name), f"composer.viz.{name}"))
+    from composer import transformers as composer_transformers
+
+    out.append("## composer.transformers\n")   # language models: one position's logits, relevance per token
+    for name in ("LogitsAt", "embed", "explain_tokens", "explain_text", "load_pretrained"):
+        out.append(_doc(getattr(composer_transformers, name), f"composer.transformers.{name}"))
+    for name in ("token_html", "save_token_heatmap", "token_colors"):
+        out.append(_doc(getattr(viz, name), f"composer.viz.{name}"))
+    from composer import evaluation, quantus
+    from composer.evaluation import data as evaluation_data, plot as evaluation_plot
+
+    out.append("## composer.evaluation\n")   # faithfulness (region perturbation, AOPC, SRG) and preset tuning
+    for name in evaluation.__all__:
+        obj = getattr(evaluation, name)
+        if callable(obj) and name not in composer.__all__:
+            out.append(_doc(obj, f"composer.evaluation.{name}"))
+    out.append(_doc(evaluation_data.load_samples, "composer.evaluation.data.load_samples"))
+    out.append(_doc(evaluation_plot.plot_curves, "composer.evaluation.plot.plot_curves"))
+    out.append("## composer.quantus\n")
+    out.append(_doc(quantus.explain_func, "composer.quantus.explain_func"))
+    from composer import dataset
+
+    out.append("## composer.dataset\n")   # whole datasets: the store, the data sources, the gallery
+    for name in dataset.__all__:
+        if name not in composer.__all__:
+            out.append(_doc(getattr(dataset, name), f"composer.dataset.{name}"))
     out.append("## composer.analyzers\n")
     for name, obj in vars(analyzers).items():
         if inspect.isclass(obj) and obj.__module__ == analyzers.__name__ or name == "calculate_relevancemap":

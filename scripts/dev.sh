@@ -43,6 +43,8 @@ heavy() {
     if [ "$(cat "$HEAVY_STAMP" 2>/dev/null)" != "$WANT" ]; then
         echo "[dev.sh] installing the heavy test group's packages" >&2
         "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[heavy]"
+        # LXT (the AttnLRP reference) without its requirements (bitsandbytes, open_clip, accelerate): the tests need none
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt "lxt==2.1"
         echo "$WANT" > "$HEAVY_STAMP"
     fi
 }

@@ -89,3 +89,13 @@ def test_defaults_are_part_of_the_plan():
     assert plan.modifiers == (("x_sign", {"mu": 0.0}),)
     assert composer.compile_preset({"name": "bare", "layers": [{"select": "all", "rule": "z"}]}).attributor == \
         ("gradient", {"start": "logit"})                                   # lrp_base's: LRP starts at the logit
+
+
+def test_a_preset_may_not_mix_relevance_and_gradient_form_rules():
+    for preset in ({"name": "mix", "extends": "attnlrp", "layers": [{"select": {"type": "dense"}, "rule": "epsilon"}]},
+                   {"name": "mix", "extends": "lrp_epsilon", "layers": [{"select": "first", "rule": "implicit_z"}]}):
+        with pytest.raises(ComposerError, match="mixes relevance rules .* with gradient-form rules"):
+            composer.compile_preset(preset)
+    assert registry.get_rule("gradient").spec.form == "any"          # meaningful in both: excitation_backprop's BN
+    for name in ("attnlrp", "cp_lrp", "excitation_backprop", "lrp_epsilon_0_1"):
+        composer.compile_preset(name)

@@ -430,3 +430,15 @@ def test_zennit_version_under_test_keeps_every_flag():
         for canonize in (True, False):
             composer.explain(model, x, method, canonize=canonize)
             assert [p.requires_grad for p in model.parameters()] == flags, (version("zennit"), method)
+
+
+def test_a_model_that_is_one_layer_is_its_own_module():
+    """Tracing a bare Linear would inline its forward (F.linear, no rule); it is explained as the layer it is."""
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 3, bias=False).eval()
+    x = torch.rand(2, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        relevance = composer.explain(net, x, "lrp_epsilon", epsilon=1e-9, target=[0, 2])
+    assert torch.allclose(relevance.sum(1), net(x)[[0, 1], [0, 2]], rtol=1e-5)
+    assert torch.allclose(relevance, x * net.weight[[0, 2]], rtol=1e-5)

@@ -24,6 +24,9 @@ BATCH_METHODS = ["gradient", "gradient_x_sign_mu_neg_0_5", "lrp_epsilon_0_1", "l
 
 @pytest.mark.parametrize("arch", ["vgg16", "resnet18", "conv1d"])
 def test_batch_equals_per_sample(arch, request):
+    # a fixed input: with the global random state other tests leave, one full run drew a vgg16 input whose plain
+    # gradient differed between batched and single kernels by 0.6% of its maximum (float32 noise near a ReLU's kink)
+    torch.manual_seed(5)
     if arch == "conv1d":
         model, x = conv1d_net(), torch.randn(3, 1, 200)
     else:

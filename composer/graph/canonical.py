@@ -26,12 +26,14 @@ import zennit.types
 
 from ..errors import ComposerError
 from .batchnorm import merge_batchnorms
+from .attention import ATTENTION_MODULES, expose_attention
+from .huggingface import adapt_huggingface
 from .modules import CANONICAL_MODULES
 from .rewrite import functions_to_modules, one_module_per_site, out_of_place, redirect_inplace
 from .twin import structural_copy
 
 #: module classes that tracing keeps whole (a rule binds to them), besides torch.nn's own
-LEAF_MODULES: List[Type[torch.nn.Module]] = [zennit.layer.Sum, *CANONICAL_MODULES]
+LEAF_MODULES: List[Type[torch.nn.Module]] = [zennit.layer.Sum, *CANONICAL_MODULES, *ATTENTION_MODULES]
 
 
 def register_leaf(cls: Type[torch.nn.Module]) -> Type[torch.nn.Module]:
@@ -128,6 +130,8 @@ def _apply_canonizers(twin: torch.nn.Module, canonizers: Sequence) -> None:
 
 
 def _trace(twin: torch.nn.Module, info: GraphInfo) -> Optional[fx.GraphModule]:
+    if _Tracer().is_leaf_module(twin, ""):
+        return None   # a model that is one layer: tracing would inline its forward (F.linear); it is its own module
     try:
         with _trace_lock:
             torch.autograd.Function.apply = classmethod(_apply_as_one_node)
@@ -149,6 +153,8 @@ def build(model: torch.nn.Module, canonizers: Sequence = ()) -> torch.nn.Module:
     """
     twin = structural_copy(model)
     _apply_canonizers(twin, canonizers)
+    expose_attention(twin)     # attention and encoder layers as modules
+    adapt_huggingface(twin)    # transformers' functional parts as modules
     info = GraphInfo(traced=False, model_type=type(model).__name__)
     gm = _trace(twin, info)
     if gm is None:

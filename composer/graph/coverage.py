@@ -23,6 +23,7 @@ import zennit.layer
 import zennit.types
 from torch import nn
 
+from .attention import ATTENTION_MODULES, Attention
 from .canonical import GraphInfo
 from .rewrite import function_name, input_dependent, scope_of, size_nodes
 
@@ -66,6 +67,12 @@ def _module_advice(module: nn.Module) -> str:
         return f"{kind}: a normalisation divides by a statistic of its input; no rule of the preset covers it"
     if isinstance(module, nn.MultiheadAttention):
         return f"{kind}: attention multiplies inputs with each other; no rule of the preset covers it"
+    if isinstance(module, ATTENTION_MODULES):
+        return (f"{kind}: a product of two input-dependent tensors (attention of a MultiheadAttention or transformer "
+                "layer, or a gate); no rule of the preset covers it (the attnlrp and cp_lrp presets do)")
+    if isinstance(module, nn.Softmax):
+        return (f"{kind}: normalises its inputs against each other; no rule of the preset covers it (attention "
+                "weights: the attnlrp and cp_lrp presets do; a classifier's output softmax: explain its logits)")
     if isinstance(module, zennit.types.BatchNorm):
         return f"{kind} without running statistics normalises by the batch; no rule covers it"
     if isinstance(module, (nn.Linear, zennit.types.Convolution)):
@@ -115,6 +122,10 @@ def uncovered(twin: nn.Module, bound: Iterable[nn.Module]) -> List[Uncovered]:
             if id(module) in bound_ids or isinstance(module, NEUTRAL_MODULES):
                 continue
             if _stochastic_depth(module):
+                continue
+            if isinstance(module, Attention):   # a scaled_dot_product_attention call: its three modules
+                found += [Uncovered(info.describe(f"{node.target}.{name}"), _module_advice(child))
+                          for name, child in module.named_children() if id(child) not in bound_ids]
                 continue
             found.append(Uncovered(info.describe(node.target), _module_advice(module)))
         elif node.op == "call_function":

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .modules import Add, ElementwiseConstant, Mean
+from .attention import Attention, MatMul
 from .twin import share_module
 
 Args = Tuple[str, ...]
@@ -135,12 +136,13 @@ FUNCTION_MODULES: Dict[object, Tuple[Callable[..., nn.Module], Args]] = {
     F.adaptive_max_pool3d: (nn.AdaptiveMaxPool3d, ("output_size", "return_indices")),
     torch.flatten: (nn.Flatten, ("start_dim", "end_dim")),
     torch.mean: (Mean, ("dim", "keepdim")),
+    F.softmax: (nn.Softmax, ("dim",)), torch.softmax: (nn.Softmax, ("dim",)),
 }
 #: the same for tensor methods (``x.relu()``, ``x.flatten(1)``, ``x.mean((2, 3))``)
 METHOD_MODULES: Dict[str, Tuple[Callable[..., nn.Module], Args]] = {
     "relu": (nn.ReLU, ()), "relu_": (nn.ReLU, ()), "sigmoid": (nn.Sigmoid, ()), "sigmoid_": (nn.Sigmoid, ()),
     "tanh": (nn.Tanh, ()), "tanh_": (nn.Tanh, ()), "flatten": (nn.Flatten, ("start_dim", "end_dim")),
-    "mean": (Mean, ("dim", "keepdim")),
+    "mean": (Mean, ("dim", "keepdim")), "softmax": (nn.Softmax, ("dim",)),
 }
 #: torch.flatten / Tensor.flatten default to start_dim=0, nn.Flatten to 1
 _DEFAULTS = {nn.Flatten: {"start_dim": 0, "end_dim": -1}}
@@ -159,6 +161,9 @@ def _module_for(cls, names: Args, node: fx.Node) -> Optional[nn.Module]:
     args, kwargs = node.args[1:], dict(node.kwargs)
     kwargs.pop("inplace", None)
     kwargs.pop("input", None)
+    kwargs.pop("_stacklevel", None)          # F.softmax's
+    if cls is nn.Softmax and kwargs.get("dtype", 0) is None:
+        kwargs.pop("dtype")
     if len(args) > len(names) or any(isinstance(v, fx.Node) for v in list(args) + list(kwargs.values())):
         return None
     values = {**_DEFAULTS.get(cls, {}), **dict(zip(names, args)), **kwargs}
@@ -218,6 +223,16 @@ def functions_to_modules(gm: fx.GraphModule, origin: Dict[str, str]) -> List[str
                 origin[path] = f"{function_name(node)} in {scope or 'forward'}"
                 done.append(path)
             continue
+        attention = _attention_module(node, dependent)
+        if attention is not None:
+            module, args = attention
+            path = add_module(gm, scope, type(module).__name__.lower(), module)
+            with graph.inserting_before(node):
+                new = graph.call_module(path, args)
+            _replace(node, new, dependent)
+            origin[path] = f"{function_name(node)} in {scope or 'forward'}"
+            done.append(path)
+            continue
         parts = _operands(node)
         if parts is None:
             continue
@@ -247,6 +262,30 @@ def functions_to_modules(gm: fx.GraphModule, origin: Dict[str, str]) -> List[str
         origin[path] = f"{function_name(node)} with a constant in {scope or 'forward'}"
         done.append(path)
     return done
+
+
+MATMULS = {operator.matmul, torch.matmul, torch.bmm}
+
+
+def _attention_module(node: fx.Node, dependent: Set[fx.Node]):
+    """``(module, args)`` for a product of two computed tensors (``a @ b``, ``torch.matmul``, ``bmm``) or a
+    ``scaled_dot_product_attention`` call (without dropout or grouped heads), else None."""
+    is_call = node.op == "call_function"
+    if ((is_call and node.target in MATMULS) or (node.op == "call_method" and node.target in ("matmul", "bmm"))) \
+            and len(node.args) == 2 and not node.kwargs and all(a in dependent for a in node.args
+                                                                 if isinstance(a, fx.Node)) \
+            and all(isinstance(a, fx.Node) for a in node.args):
+        return MatMul(), tuple(node.args)
+    if not (is_call and node.target is F.scaled_dot_product_attention):
+        return None
+    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+    values = {"attn_mask": None, "dropout_p": 0.0, "is_causal": False, "scale": None, "enable_gqa": False,
+              **dict(zip(names, node.args)), **node.kwargs}
+    if values["dropout_p"] != 0.0 or values["enable_gqa"] or not isinstance(values["is_causal"], bool) \
+            or isinstance(values["scale"], fx.Node) or any(not isinstance(values.get(n), fx.Node) for n in names[:3]):
+        return None
+    return Attention(causal=values["is_causal"]), (values["query"], values["key"], values["value"],
+                                                   values["attn_mask"], values["scale"])
 
 
 def function_name(node: fx.Node) -> str:

@@ -9,8 +9,10 @@ from .epsilon import EpsilonHook
 from .gamma import ReferenceGammaHook
 from .gradient import GradientHook
 from .norm import NormHook
+from .transformer import IdentityRuleHook, ImplicitZHook, NormIdentityHook, StopHook, UniformHook
 from .wsquare import WSquareHook
 from .zbox import ZBoxHook
 
 __all__ = ["HOOKS", "register_hook", "safe_divide", "sign_map", "EpsilonHook", "AlphaBetaHook",
-           "ReferenceGammaHook", "GradientHook", "NormHook", "WSquareHook", "ZBoxHook"]
+           "ReferenceGammaHook", "GradientHook", "NormHook", "WSquareHook", "ZBoxHook",
+           "IdentityRuleHook", "ImplicitZHook", "NormIdentityHook", "StopHook", "UniformHook"]
