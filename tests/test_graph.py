@@ -11,7 +11,7 @@ from torch import nn
 from zennit.attribution import Gradient
 
 import composer
-from composer import ComposerError
+from composer import ComposerError, registry
 from composer.compiler import ComposerWarning, compile_preset
 from composer.graph import canonize
 from tests.conftest import assert_state_equal, hooks_left, state_of
@@ -338,7 +338,7 @@ def test_a_single_input_rule_on_a_residual_sum_is_refused():
         composer.explain(model, x, preset)
 
 
-def test_a_custom_module_kept_whole_takes_its_own_rule():
+def test_a_custom_module_kept_whole_takes_its_own_rule(request):
     from zennit.rules import Pass
 
     from composer.graph import register_leaf
@@ -350,6 +350,7 @@ def test_a_custom_module_kept_whole_takes_its_own_rule():
 
     composer.register_rule("gate_identity_test", applies_to="any", params={}, replace=True)(
         type("GateIdentity", (Pass,), {"__doc__": "relevance passes through the gate"}))
+    request.addfinalizer(lambda: registry.RULES.unregister("gate_identity_test"))   # the docs list every rule
 
     class Net(nn.Module):
         def __init__(self):
