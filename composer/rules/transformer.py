@@ -22,6 +22,7 @@ The presets ``attnlrp`` and ``cp_lrp`` end with the ``x_input`` modifier that tu
 """
 from __future__ import annotations
 
+import inspect
 from typing import Optional, Tuple
 
 import torch
@@ -246,6 +247,9 @@ def _zennit_gamma():
     return Gamma
 
 
+_TAKES_KWARGS = "kwargs" in inspect.signature(_zennit_gamma().forward).parameters
+
+
 @register_hook
 class ImplicitGammaHook(DescribedHook, _zennit_gamma()):
     """zennit's LRP-gamma rule inside the Gradient × Input framework, as LXT applies it to the linear layers and
@@ -264,7 +268,10 @@ class ImplicitGammaHook(DescribedHook, _zennit_gamma()):
         self.kwargs = {"gamma": gamma, "stabilizer": stabilizer}
 
     def forward(self, module, input, output):
-        super().forward(module, input, output)
+        if _TAKES_KWARGS:   # zennit 1.0's BasicHook.forward(module, args, kwargs, output); 0.5's (module, input, output)
+            super().forward(module, input, {}, output)
+        else:
+            super().forward(module, input, output)
         self.stored_tensors["output"] = output.detach()
 
     def backward(self, module, grad_input, grad_output):
