@@ -23,7 +23,7 @@ from .catalog import versions
 from .composite import PresetComposite
 from .errors import ComposerError, ComposerWarning, closest
 from .names import parse_method
-from .resolve import DEFAULT_ATTRIBUTOR_FROM, PresetRef, ResolvedPreset, _with_line, load_preset
+from .resolve import DEFAULT_ATTRIBUTOR_FROM, PresetRef, ResolvedPreset, _with_line, is_name, load_preset
 from .selectors import AFFINE_LAYERS, CompiledSelector, compile_selector, relevance_layers, type_matches
 from .spec import Binding
 
@@ -89,14 +89,12 @@ class Plan:
         """Which binding each module of ``model`` gets (first match wins); reports unmatched bindings."""
         layers = relevance_layers(model)
         index_of = {id(m): i for i, (_, m) in enumerate(layers)}
-        count = len(layers)
         leaves = [(name, m) for name, m in model.named_modules() if not list(m.children())]
         of_type = {}  # binding -> {id(module): index among the modules of its type}, for 'nth'
         for i, binding in enumerate(self.bindings):
             if binding.selector.nth is not None:
                 typed = [m for _, m in leaves if type_matches(binding.selector, m)]
                 of_type[i] = ({id(m): k for k, m in enumerate(typed)}, len(typed))
-        used = [False] * len(self.bindings)
         out = []
         for name, module in leaves:
             idx = index_of.get(id(module))
@@ -104,13 +102,12 @@ class Plan:
                 if binding.layers_only and idx is None and not isinstance(module, AFFINE_LAYERS):
                     continue
                 typed, typed_count = of_type.get(i, ({}, 0))
-                if binding.selector.matches(name, module, idx, count, typed.get(id(module)), typed_count):
-                    used[i] = True
+                if binding.selector.matches(name, module, idx, len(layers), typed.get(id(module)), typed_count):
                     out.append((name, module, binding))
                     break
-        mode = self.preset.on_unmatched
-        for flag, binding in zip(used, self.bindings):
-            if flag or binding.optional or mode == "ignore":
+        mode, used = self.preset.on_unmatched, {id(b) for _, _, b in out}
+        for binding in self.bindings:
+            if id(binding) in used or binding.optional or mode == "ignore":
                 continue
             text = (f"binding {binding.field} ({binding.describe()}) of preset '{self.name}' matches no "
                     f"module of {type(model).__name__}")
@@ -185,9 +182,7 @@ def _compile_binding(binding: Binding, source: str, fld: str, params: Dict[str, 
 def _check_one_form(resolved: ResolvedPreset, bindings: List[CompiledBinding]) -> None:
     """Relevance rules (zennit's, iNNvestigate's) and gradient-form rules (AttnLRP's, times the input at the end)
     pass different quantities backwards: one preset mixing them gives a map that is neither."""
-    forms: Dict[str, CompiledBinding] = {}
-    for binding in bindings:
-        forms.setdefault(binding.rule.spec.form, binding)
+    forms = {b.rule.spec.form: b for b in reversed(bindings)}   # the first binding of each form
     if "relevance" in forms and "gradient" in forms:
         r, g = forms["relevance"], forms["gradient"]
         raise ComposerError(
@@ -259,28 +254,27 @@ def compile_preset(preset: PresetRef, *, canonizers=None, **params) -> Plan:
     >>> plan.params["epsilon"], plan.bindings[0].describe()
     (0.25, 'epsilon(epsilon=0.25, bias=True)')
     """
-    key = None
     extra, objects = split_canonizers(canonizers)
     if objects:
         raise ComposerError("compile_preset takes canonizers by name; pass zennit canonizer instances to compose() "
                             "or explain()")
-    if isinstance(preset, str) and "/" not in preset and not preset.endswith((".yaml", ".yml")):
-        try:  # registered and method names are cached; files may change, mappings are not hashable
-            key = (_catalog_versions(), preset, extra, tuple(sorted((k, _freeze(v)) for k, v in params.items())))
+    key = None
+    if is_name(preset):   # registered and method names are cached; files may change, mappings are not hashable
+        try:   # on the versions of every catalog a preset can name something from
+            key = (versions(registry.RULES, registry.PRESETS, methods.ATTRIBUTORS, methods.MODIFIERS, CANONIZERS),
+                   preset, extra, tuple(sorted((k, _freeze(v)) for k, v in params.items())))
         except TypeError:
-            key = None
-        plan = _plan_cache.get(key) if key is not None else None
-        if plan is not None:
-            return plan
+            pass
+    if key in _plan_cache:
+        return _plan_cache[key]
     try:
         resolved, parsed = _resolve_any(preset)
-        clash = {k: (parsed[k], v) for k, v in params.items() if k in parsed and parsed[k] != v}
-        if clash:
-            k, (named, given) = next(iter(clash.items()))
+        k = next((k for k, v in params.items() if k in parsed and parsed[k] != v), None)
+        if k is not None:   # the name and a keyword argument set one parameter differently
             base = resolved.preset.parents[-1] if resolved.preset.parents else resolved.name
-            raise ComposerError(f"the method name '{preset}' sets {k}={named!r}, the keyword argument {k}={given!r}; "
-                                f"give it once: the name alone, or the preset it builds on ('{base}', {k}={given!r})",
-                                source="<arguments>", field=k)
+            raise ComposerError(f"the method name '{preset}' sets {k}={parsed[k]!r}, the keyword argument "
+                                f"{k}={params[k]!r}; give it once: the name alone, or the preset it builds on "
+                                f"('{base}', {k}={params[k]!r})", source="<arguments>", field=k)
         sources = {k: (f"method name '{preset}'", k) for k in parsed}
         sources.update({k: ("<arguments>", k) for k in params})
         plan = _compile(resolved, {**parsed, **params}, extra, sources)
@@ -297,15 +291,9 @@ def compile_preset(preset: PresetRef, *, canonizers=None, **params) -> Plan:
     return plan
 
 
-def _catalog_versions() -> Tuple[int, ...]:
-    """What a compiled plan depends on: every catalog a preset can name something from."""
-    return versions(registry.RULES, registry.PRESETS, methods.ATTRIBUTORS, methods.MODIFIERS, CANONIZERS)
-
-
 def _resolve_any(preset: PresetRef) -> Tuple[ResolvedPreset, Dict[str, Any]]:
     """A preset name, file, mapping, or a SignXAI method name (parsed by :mod:`composer.names`)."""
-    if isinstance(preset, str) and not preset.endswith((".yaml", ".yml")) and "/" not in preset \
-            and not registry.has_preset(preset):
+    if is_name(preset) and not registry.has_preset(preset):
         parsed = parse_method(preset)
         return load_preset(parsed.mapping()), parsed.params
     return load_preset(preset), {}

@@ -122,13 +122,11 @@ class PresetComposite(Composite):
             return
         found = functional_uncovered(model)
         if found:
-            shown = "".join(f"\n  {u}" for u in found[:12]) + (
-                f"\n  ... and {len(found) - 12} more" if len(found) > 12 else "")
             warnings.warn(
                 f"inside a zennit combinator, preset '{self.plan.name}' can hook only the modules of "
                 f"{type(model).__name__}; {len(found)} operation(s) of its forward() that need a rule get the "
-                f"plain gradient:{shown}\nUse the composite on its own (compose(...) registers on a canonical twin) "
-                "or composer.explain, or give the model canonizers that make these operations modules "
+                f"plain gradient:\n{_listing(found)}\nUse the composite on its own (compose(...) registers on a "
+                "canonical twin) or composer.explain, or give the model canonizers that make these operations modules "
                 "(e.g. 'resnet').", ComposerWarning, stacklevel=4)
 
     def _rescale_after_relus(self, twin: torch.nn.Module, skip, hooks) -> None:
@@ -166,11 +164,8 @@ class PresetComposite(Composite):
             if notes:
                 warnings.warn(notes[0], ComposerWarning, stacklevel=4)
             return
-        shown = [f"  {u}" for u in self.uncovered[:12]]
-        if len(self.uncovered) > 12:
-            shown.append(f"  ... and {len(self.uncovered) - 12} more")
         text = (f"preset '{self.plan.name}' has no rule for {len(self.uncovered)} operation(s) of {model_name} "
-                "between input and output, so its map would not be LRP:\n" + "\n".join(shown) + "\n"
+                f"between input and output, so its map would not be LRP:\n{_listing(self.uncovered)}\n"
                 "Bind a rule to them in a preset (select by type or name), keep a custom module whole and give it "
                 "a rule (composer.graph.register_leaf, docs/your-model.md), or accept an approximate map with "
                 "on_uncovered: warn (explain(..., on_uncovered='warn')).")
@@ -182,6 +177,12 @@ class PresetComposite(Composite):
 
     def __repr__(self):
         return f"PresetComposite({self.plan.name!r}, params={self.plan.params!r})"
+
+
+def _listing(items: List[Any], most: int = 12) -> str:
+    """The first ``most`` items, one an indented line, and how many more there are."""
+    more = [f"  ... and {len(items) - most} more"] if len(items) > most else []
+    return "\n".join([f"  {u}" for u in items[:most]] + more)
 
 
 def _hook_for(module: torch.nn.Module, binding: CompiledBinding, followers) -> Hook:

@@ -166,13 +166,11 @@ def grammar() -> Grammar:
     """
     generation = versions(registry.PRESETS)   # the grammar is read from the presets only
     with _lock:
-        if generation in _cache:
-            return _cache[generation]
-    built = _build(registry)
-    with _lock:
-        _cache.clear()
-        _cache[generation] = built
-    return built
+        if generation not in _cache:
+            built = _build(registry)
+            _cache.clear()
+            _cache[generation] = built
+        return _cache[generation]
 
 
 def _build(registry) -> Grammar:
@@ -190,17 +188,13 @@ def _build(registry) -> Grammar:
         if spec is None:
             continue
         templates = [Template(spec.body)] if spec.body else [Template(t) for t in spec.suffixes]
-        for template in templates:
-            unknown = [p for p in template.params if p not in resolved.params]
+        uses = [(f"name template '{t.text}' uses", t.params, "grammar") for t in templates] + [
+            (f"bounds '{bound}' set", list(values), "grammar.bounds") for bound, values in spec.bounds.items()]
+        for what, names, fld in uses:
+            unknown = [p for p in names if p not in resolved.params]
             if unknown:
-                raise ComposerError(f"name template '{template.text}' uses {', '.join(unknown)}, which the preset "
-                                    f"does not declare (parameters: {', '.join(resolved.params) or 'none'})",
-                                    source=resolved.source, field="grammar")
-        for bound, values in spec.bounds.items():
-            unknown = [p for p in values if p not in resolved.params]
-            if unknown:
-                raise ComposerError(f"bounds '{bound}' set {', '.join(unknown)}, which the preset does not declare",
-                                    source=resolved.source, field="grammar.bounds")
+                raise ComposerError(f"{what} {', '.join(unknown)}, which the preset does not declare (parameters: "
+                                    f"{', '.join(resolved.params) or 'none'})", source=resolved.source, field=fld)
         if spec.prefix:
             prefixes[spec.prefix] = Prefix(spec.prefix, name, tuple(templates), dict(spec.bounds),
                                            tuple(spec.examples))
@@ -367,10 +361,8 @@ def list_methods(pattern: Optional[str] = None) -> List[str]:
     """
     g = grammar()
     names = set(g.methods)
-    body_names = []
-    for body in g.bodies:
-        for values in [body.defaults] + [{**body.defaults, **e} for e in body.examples]:
-            body_names.append(body.template.render(values))
+    body_names = [body.template.render(values) for body in g.bodies
+                  for values in [body.defaults] + [{**body.defaults, **e} for e in body.examples]]
     for prefix in g.prefixes.values():
         for text in body_names:
             names.add(f"{prefix.word}_{text}")
@@ -382,11 +374,8 @@ def list_methods(pattern: Optional[str] = None) -> List[str]:
     lrp_examples = [f"lrp_{text}" for text in body_names] if "lrp" in g.prefixes else []
     for base, suffix in itertools.product(list(g.attributed) + lrp_examples, g.modifier_examples):
         names.add(f"{base}_{suffix}")
-    out = sorted(names)
-    if pattern:
-        rx = re.compile(pattern)
-        out = [n for n in out if rx.search(n)]
-    return out
+    rx = re.compile(pattern or "")
+    return [n for n in sorted(names) if rx.search(n)]
 
 
 def method_table() -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Type, Union
@@ -41,7 +40,6 @@ def _data_dir(name: str) -> Path:
 PRESET_DIR = _data_dir("presets")
 RULE_SPEC_DIR = _data_dir("rule_specs")
 GRAMMAR_DIR = _data_dir("grammar")
-
 
 
 @dataclass(frozen=True)
@@ -87,7 +85,6 @@ def _load_presets(catalog: "Catalog[Path]") -> None:
 RULES: Catalog[RuleEntry] = Catalog("rule", _load_rules)
 #: preset name -> its YAML file (``presets/``, :func:`register_preset_dir`)
 PRESETS: Catalog[Path] = Catalog("preset", _load_presets)
-_lock = threading.RLock()
 
 
 def generation() -> int:
@@ -155,10 +152,8 @@ def _params_from_signature(hook: Type[Hook]) -> Dict[str, ParamSpec]:
     kinds = {bool: "bool", int: "int", float: "float", str: "str"}
     params = {}
     for pname, p in inspect.signature(hook.__init__).parameters.items():
-        if pname == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
-        if p.default is None:
-            continue  # e.g. zennit's zero_params: left to the hook's own default
+        if pname == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.default is None:
+            continue  # a default of None (zennit's zero_params): left to the hook's own default
         required = p.default is inspect.Parameter.empty
         kind = "float" if required else kinds.get(type(p.default), "float")
         params[pname] = ParamSpec(type=kind, default=None if required else p.default, required=required)
@@ -276,10 +271,7 @@ def list_presets(include_abstract: bool = False) -> List[str]:
     >>> "lrp_sequential_composite_a" in list_presets()
     True
     """
-    names = sorted(PRESETS)
-    if include_abstract:
-        return names
-    return [n for n in names if not _header(n).get("abstract", False)]
+    return sorted(n for n in PRESETS if include_abstract or not _header(n).get("abstract", False))
 
 
 def _header(name: str) -> dict:
@@ -287,19 +279,12 @@ def _header(name: str) -> dict:
     path = PRESETS[name]
     try:
         stat = path.stat()
-        key = (str(path), stat.st_mtime_ns, stat.st_size)
     except OSError:
         return {}
-    with _lock:
-        if key in _headers:
-            return _headers[key]
+    return _read_header(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _read_header(path: str, mtime_ns: int, size: int) -> dict:
     data = read_yaml(path).data
-    header = data if isinstance(data, dict) else {}
-    with _lock:
-        if len(_headers) > 4096:
-            _headers.clear()
-        _headers[key] = header
-    return header
-
-
-_headers: Dict[tuple, dict] = {}
+    return data if isinstance(data, dict) else {}

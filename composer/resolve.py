@@ -6,6 +6,7 @@ modifiers. Files are cached by path, modification time and the registry's genera
 """
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,12 +67,8 @@ _documents: Dict[str, Any] = {}  # source file -> parsed document (for line numb
 
 
 def _field_path(field: str) -> Tuple[Union[str, int], ...]:
-    parts: List[Union[str, int]] = []
-    for piece in field.replace("]", "").split("."):
-        for j, sub in enumerate(piece.split("[")):
-            if sub:
-                parts.append(int(sub) if j and sub.lstrip("-").isdigit() else sub)
-    return tuple(parts)
+    """``layers[0].with.epsilon`` as ``('layers', 0, 'with', 'epsilon')``."""
+    return tuple(key or int(index) for key, index in re.findall(r"([^.\[\]]+)|\[(-?\d+)\]", field))
 
 
 def _with_line(err: ComposerError) -> ComposerError:
@@ -82,6 +79,11 @@ def _with_line(err: ComposerError) -> ComposerError:
     line = doc.line_of(_field_path(err.field or ""))
     return ComposerError(err.message, source=err.source, field=err.field, line=line,
                          suggestions=err.suggestions).with_also(err.also)
+
+
+def is_name(ref: PresetRef) -> bool:
+    """Whether ``ref`` is a preset or method name (not a path, a mapping or a Preset)."""
+    return isinstance(ref, str) and "/" not in ref and not ref.endswith((".yaml", ".yml"))
 
 
 def _sibling(name: str, beside: Optional[str]) -> Optional[Path]:
@@ -98,12 +100,12 @@ def _read_ref(ref: PresetRef) -> Tuple[Preset, str, Any]:
         return ref, f"<preset {ref.name}>", None
     if isinstance(ref, Mapping):
         return validate_document(Preset, dict(ref), source="<mapping>"), "<mapping>", None
-    if isinstance(ref, Path) or (isinstance(ref, str) and (ref.endswith((".yaml", ".yml")) or "/" in ref)):
+    if is_name(ref):
+        path = registry.preset_path(ref)
+    elif isinstance(ref, (str, Path)):
         path = Path(ref)
         if not path.is_file():
             raise ComposerError("no such preset file", source=str(path))
-    elif isinstance(ref, str):
-        path = registry.preset_path(ref)
     else:
         raise ComposerError(f"a preset is a name, a path or a mapping, not {type(ref).__name__}")
     try:
@@ -117,7 +119,7 @@ def _read_ref(ref: PresetRef) -> Tuple[Preset, str, Any]:
         if len(_documents) > 1024:
             _documents.clear()
         _documents[str(path)] = doc
-    if isinstance(ref, str) and not ref.endswith((".yaml", ".yml")) and "/" not in ref and preset.name != ref:
+    if is_name(ref) and preset.name != ref:
         raise ComposerError(f"the file defines preset '{preset.name}', but its file name says '{ref}'",
                             source=str(path), field="name")
     return preset, str(path), key
@@ -151,23 +153,14 @@ def load_preset(ref: PresetRef, _chain: Tuple[str, ...] = ()) -> ResolvedPreset:
                 raise
             raise ComposerError(err.message, source=source, field=f"extends[{i}]" if isinstance(
                 preset.extends, list) else "extends", suggestions=err.suggestions) from None
-    params: Dict[str, Any] = {}
-    for parent in parents:
-        params.update(parent.params)
-    params.update(preset.params)
-    param_sources: Dict[str, Tuple[str, str]] = {}
-    for parent in parents:
-        param_sources.update(parent.param_sources)
-    param_sources.update({k: (source, f"params.{k}") for k in preset.params})
-    layers = tuple((b, source, f"layers[{i}]") for i, b in enumerate(preset.layers))
-    for parent in parents:
-        layers += parent.layers
-    canonizers: List[CanonizerSpec] = []
-    own = [c if isinstance(c, str) else CanonizerRef.of(c.name, c.with_)
-           for c in preset.canonizers]
-    for ref in [c for p in parents for c in p.canonizers] + own:
-        if ref not in canonizers:
-            canonizers.append(ref)
+    # the nearest preset wins (a later parent over an earlier one, the preset itself over all)
+    params = {k: v for p in parents for k, v in p.params.items()} | preset.params
+    param_sources = {k: v for p in parents for k, v in p.param_sources.items()} | {
+        k: (source, f"params.{k}") for k in preset.params}
+    layers = tuple((b, source, f"layers[{i}]") for i, b in enumerate(preset.layers)) + tuple(
+        layer for p in parents for layer in p.layers)
+    own = [c if isinstance(c, str) else CanonizerRef.of(c.name, c.with_) for c in preset.canonizers]
+    canonizers = tuple(dict.fromkeys([c for p in parents for c in p.canonizers] + own))
     attributor = (preset.attributor, source) if preset.attributor else next(
         (p.attributor for p in parents if p.attributor), None)
     modifiers = tuple(m for p in parents for m in p.modifiers) + tuple(
@@ -176,7 +169,7 @@ def load_preset(ref: PresetRef, _chain: Tuple[str, ...] = ()) -> ResolvedPreset:
     canonize = next((v for v in [preset.canonize] + [p.canonize for p in parents] if v is not None), True)
     on_uncovered = preset.on_uncovered or next((p.on_uncovered for p in parents), "error")
     domain = preset.domain or next((p.domain for p in parents if p.domain is not None), None)
-    resolved = ResolvedPreset(preset, source, sources, params, layers, tuple(canonizers), attributor, modifiers,
+    resolved = ResolvedPreset(preset, source, sources, params, layers, canonizers, attributor, modifiers,
                               canonize, on_uncovered, param_sources, domain)
     if key is not None:
         with _cache_lock:

@@ -92,14 +92,11 @@ class Backprop:
         """The model's output for ``x``, checked to be ``(N, classes)``."""
         try:
             out = self.model(x)
-        except RuntimeError as err:
-            if "modified inplace" in str(err):
+        except (RuntimeError, ValueError, TypeError, IndexError) as err:
+            if isinstance(err, RuntimeError) and "modified inplace" in str(err):
                 raise ComposerError("an in-place operation in the model's forward changes the output of a layer "
                                     "that an LRP rule needs (use inplace=False, or keep graph canonization on, "
                                     "which makes the model out-of-place)") from err
-            raise ComposerError(f"the model rejected an input of shape {tuple(x.shape)}: "
-                                f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
-        except (ValueError, TypeError, IndexError) as err:
             raise ComposerError(f"the model rejected an input of shape {tuple(x.shape)}: "
                                 f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
         if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != x.shape[0]:

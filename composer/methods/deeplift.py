@@ -24,19 +24,20 @@ def deeplift(backprop, x: torch.Tensor, target: torch.Tensor, baseline: Any = "z
     target = backprop.resolve(x, target)
     activations = [m for m in model.modules() if isinstance(m, zennit.types.Activation)]
     reference = {}  # module -> list of (input, output) at the baseline, in call order
-    state = {"phase": "baseline", "calls": {}}
+    state = {"phase": "baseline", "input": {}}   # hooks do nothing in the "derivative" phase
 
     def pre(mod, inputs):
-        state.setdefault("input", {})[mod] = inputs[0].detach().clone()
+        if state["phase"] != "derivative":
+            state["input"][mod] = inputs[0].detach().clone()
 
     def post(mod, inputs, output):
+        if state["phase"] == "derivative":
+            return None
         u = state["input"].pop(mod)
         if state["phase"] == "baseline":
             reference.setdefault(mod, []).append((u, output.detach().clone()))
             return None
-        i = state["calls"].get(mod, 0)
-        state["calls"][mod] = i + 1
-        u0, y0 = reference[mod][i]
+        u0, y0 = reference[mod].pop(0)   # the baseline's values of the same call
         du = u - u0
         with torch.enable_grad():
             probe = u.detach().requires_grad_(True)
@@ -50,20 +51,11 @@ def deeplift(backprop, x: torch.Tensor, target: torch.Tensor, baseline: Any = "z
         slope = torch.where(big, (output.detach() - y0) / torch.where(big, du, torch.ones_like(du)), deriv)
         return output.detach() + (inputs[0] - inputs[0].detach()) * slope if inputs[0].requires_grad else output
 
-    def pre_guarded(mod, inputs):
-        if state["phase"] != "derivative":
-            pre(mod, inputs)
-
-    def post_guarded(mod, inputs, output):
-        if state["phase"] != "derivative":
-            return post(mod, inputs, output)
-        return None
-
     inplace = [m for m in activations if getattr(m, "inplace", False)]
     for m in inplace:  # an in-place activation would overwrite the input the multiplier needs
         m.inplace = False
-    handles = [m.register_forward_pre_hook(pre_guarded) for m in activations]
-    handles += [m.register_forward_hook(post_guarded) for m in activations]
+    handles = [m.register_forward_pre_hook(pre) for m in activations]
+    handles += [m.register_forward_hook(post) for m in activations]
     try:
         with torch.no_grad():
             backprop.logits(base)

@@ -105,9 +105,5 @@ def grad_cam(backprop, x: torch.Tensor, target: torch.Tensor, layer: Optional[st
     cam = torch.relu((weights * acts).sum(1, keepdim=True))
     peak = cam.flatten(1).amax(1).view(-1, *([1] * (cam.dim() - 1)))
     cam = torch.where(peak > 0, cam / torch.where(peak > 0, peak, torch.ones_like(peak)), torch.zeros_like(cam))
-    size = tuple(x.shape[2:])
-    if cam.dim() == 4:
-        return F.interpolate(cam, size=size, mode="bilinear", align_corners=(mode == "timeseries"))
-    if cam.dim() == 3:
-        return F.interpolate(cam, size=size, mode="linear", align_corners=(mode == "timeseries"))
-    return F.interpolate(cam, size=size, mode="trilinear", align_corners=(mode == "timeseries"))
+    resize = {3: "linear", 4: "bilinear"}.get(cam.dim(), "trilinear")
+    return F.interpolate(cam, size=tuple(x.shape[2:]), mode=resize, align_corners=(mode == "timeseries"))

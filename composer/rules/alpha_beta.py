@@ -40,9 +40,8 @@ class AlphaBetaHook(RescaleHook):
         state["general"] = bool((a < 0).any())  # the two-term shortcut needs a >= 0
 
     def output_gradient(self, state, module, relevance):
-        store = state
-        if store["general"]:
-            store["relevance"] = relevance
+        if state["general"]:
+            state["relevance"] = relevance
             return torch.zeros_like(relevance)
         alpha, beta, bias = self.kwargs["alpha"], self.kwargs["beta"], self.kwargs["bias"]
         a, z = state.input(), state.output()
@@ -55,9 +54,9 @@ class AlphaBetaHook(RescaleHook):
         s_act = self._quotient(relevance, z_act, used_bias)                    # in z_act's buffer
         s_inh = self._quotient(relevance, z_neg, used_bias) if beta else None  # in z_neg's buffer
         if s_act is None or (beta and s_inh is None):  # an exact zero denominator with a bias: four terms
-            store["general"], store["relevance"] = True, relevance
+            state["general"], state["relevance"] = True, relevance
             return torch.zeros_like(relevance)
-        store["through_positive"] = s_act.mul_(alpha) if not beta else s_act.mul_(alpha).add_(s_inh, alpha=beta)
+        state["through_positive"] = s_act.mul_(alpha) if not beta else s_act.mul_(alpha).add_(s_inh, alpha=beta)
         return torch.zeros_like(relevance) if not beta else s_inh.mul_(-beta)
 
     @staticmethod
@@ -75,12 +74,11 @@ class AlphaBetaHook(RescaleHook):
         return divide(relevance, denominator).masked_fill(zero, 0.0)
 
     def input_relevance(self, state, module, transposed):
-        store = state
         a = state.input()
-        if not store["general"]:
-            through = transposed_map(module, store.pop("through_positive"), positive, a.shape)
+        if not state["general"]:
+            through = transposed_map(module, state.pop("through_positive"), positive, a.shape)
             return through.add_(transposed).mul_(a)
-        return self._four_terms(module, a, store.pop("relevance"))
+        return self._four_terms(module, a, state.pop("relevance"))
 
     def _four_terms(self, module, a, relevance):
         """iNNvestigate's four terms for inputs of both signs, one denominator at a time."""

@@ -43,9 +43,8 @@ class ReferenceGammaHook(RescaleHook):
         return b, (b.clamp(min=0) if b is not None else None)
 
     def output_gradient(self, state, module, relevance):
-        store = state
-        if store["general"]:
-            store["relevance"] = relevance
+        if state["general"]:
+            state["relevance"] = relevance
             return torch.zeros_like(relevance)
         a, z = state.input(), state.output()
         b, b_pos = self._biases(module, z)
@@ -54,16 +53,15 @@ class ReferenceGammaHook(RescaleHook):
             den.sub_(bias_like(module, z))                         # bias=False: drop it from z
         if b_pos is not None:
             den.add_(b_pos)
-        store["s"] = safe_divide(relevance, den)
-        return store["s"]                                          # the layer's backward makes Wᵀs
+        state["s"] = safe_divide(relevance, den)
+        return state["s"]                                          # the layer's backward makes Wᵀs
 
     def input_relevance(self, state, module, transposed):
-        store = state
         a = state.input()
         gamma = self.kwargs["gamma"]
-        if not store["general"]:
-            return transposed_map(module, store.pop("s"), positive, a.shape).add_(transposed).mul_(a).mul_(gamma - 1)
-        relevance = store.pop("relevance")
+        if not state["general"]:
+            return transposed_map(module, state.pop("s"), positive, a.shape).add_(transposed).mul_(a).mul_(gamma - 1)
+        relevance = state.pop("relevance")
         b, b_pos = self._biases(module, relevance)
         a_pos = a.clamp(min=0)
 

@@ -62,7 +62,6 @@ class _OutputPoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, hook, module, state, *inputs):
         ctx.hook, ctx.module, ctx.state, ctx.n_inputs = hook, module, state, len(inputs)
-        ctx.keeps_output = hook.keeps_output
         ctx.save_for_backward(*(((z,) if hook.keeps_output else ()) + inputs))
         # a copy when an in-place operation will follow (outside graph canonization), else a view
         return z.clone() if hook.copy_output else z.view_as(z)
@@ -73,9 +72,9 @@ class _OutputPoint(torch.autograd.Function):
         if not hook.active:
             return (relevance,) + (None,) * (3 + ctx.n_inputs)
         saved = _saved(ctx)
-        inputs = saved[1:] if ctx.keeps_output else saved
+        inputs = saved[1:] if hook.keeps_output else saved
         state.update(a=inputs[0], inputs=inputs)
-        if ctx.keeps_output:
+        if hook.keeps_output:
             state["z"] = saved[0]
         try:
             out = hook.output_gradient(state, ctx.module, relevance)
@@ -154,10 +153,7 @@ class RescaleHook(DescribedHook, Hook):
     # ------------------------------------------------------------------ plumbing
     def _pending(self) -> list:
         """States of this thread's calls that have entered the module but not left it."""
-        pending = getattr(self._local, "pending", None)
-        if pending is None:
-            pending = self._local.pending = []
-        return pending
+        return self._local.__dict__.setdefault("pending", [])
 
     def pre_forward(self, module, input):
         """Route the inputs through an :class:`_InputPoint` (the backward's last stop at this layer)."""
