@@ -245,11 +245,8 @@ def _modifiers(tokens: List[str], g: Grammar):
             for end, numbers in template.matches(tokens, i):
                 if end == i:
                     continue
-                params: Dict[str, Any] = dict(numbers)
-                free = {}
-                for p in template.params:
-                    if p not in numbers:
-                        params[p], free[p] = f"${p}", defaults.get(p, 0.0)
+                free = {p: defaults.get(p, 0.0) for p in template.params if p not in numbers}   # left out
+                params = {**numbers, **{p: f"${p}" for p in free}}   # of the name: the method's parameters
                 for rest, rest_free in walk(end):
                     yield ((modifier, params),) + rest, {**free, **rest_free}
     return next(walk(0), None)
@@ -274,9 +271,7 @@ def _lrp(name: str, tokens: List[str], g: Grammar) -> Tuple[Tuple[str, ...], Dic
     if leftovers:
         left = min(leftovers, key=len)
         owner = next((p.word for p in g.prefixes.values() if _tail(left.split("_"), 0, p) is not None), None)
-        if owner is not None:
-            raise _error(name, f"'{left}' needs the {owner} prefix")
-        raise _error(name, f"unexpected '{left}'")
+        raise _error(name, f"'{left}' needs the {owner} prefix" if owner else f"unexpected '{left}'")
     shown = ", ".join(b.template.shown() for b in g.bodies)
     raise _error(name, f"unknown LRP body '{'_'.join(tokens[1:])}' (bodies: {shown})")
 

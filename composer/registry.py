@@ -199,11 +199,8 @@ def rule_named(name: str) -> RuleEntry:
     >>> rule_named("zplus").spec.name, rule_named("epsilon").spec.name
     ('z_plus', 'epsilon')
     """
-    if name not in RULES:
-        for entry in RULES.values():
-            if name in entry.spec.aliases:
-                return entry
-    return get_rule(name)
+    aliased = None if name in RULES else next((e for e in RULES.values() if name in e.spec.aliases), None)
+    return aliased or get_rule(name)
 
 
 def get_rule(name: str) -> RuleEntry:

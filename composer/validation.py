@@ -87,7 +87,7 @@ def _message(error: dict) -> Tuple[str, List[str]]:
     if kind == "literal_error":
         choices = re.findall(r"'((?:[^'\\]|\\.)*)'", str(ctx.get("expected", "")))
         return MESSAGES[kind].format(input=value, choices=choices), closest(str(value), choices)
-    if kind in MESSAGES and kind != "literal_error":
+    if kind in MESSAGES:
         try:
             return MESSAGES[kind].format(input=value, input_type=type(value).__name__, **ctx), []
         except (KeyError, ValueError, TypeError):
@@ -113,16 +113,13 @@ def _one_error(model, error: dict, source: str, prefix: str, doc, owner: Optiona
     line = doc.line_of(parts) if doc is not None else None
     allowed = [f.alias or n for n, f in holder.model_fields.items()] if holder is not None else []
     key = str(loc[-1]) if loc else ""
-    if kind == "extra_forbidden":
-        if owner:
-            message = f"{owner} has no parameter '{key}' (parameters: {', '.join(allowed) or 'none'})"
-        else:
-            message = f"unknown key '{key}'" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
-        return ComposerError(message, source=source, field=field, line=line, suggestions=closest(key, allowed))
-    if kind == "missing" and owner:
-        return ComposerError(f"{owner} needs parameter '{key}'", source=source, field=_loc_text(parts[:-1], prefix),
-                             line=line)
     message, suggestions = _message(error)
+    if kind == "extra_forbidden":
+        suggestions = closest(key, allowed)
+        message = (f"{owner} has no parameter '{key}' (parameters: {', '.join(allowed) or 'none'})" if owner
+                   else f"unknown key '{key}'" + (f"; allowed: {', '.join(allowed)}" if allowed else ""))
+    elif kind == "missing" and owner:   # named at the mapping that lacks it
+        message, field = f"{owner} needs parameter '{key}'", _loc_text(parts[:-1], prefix)
     return ComposerError(message, source=source, field=field, line=line, suggestions=suggestions)
 
 

@@ -158,12 +158,10 @@ def _baseline(x: torch.Tensor, baseline) -> torch.Tensor:
                                 f"{tuple(x.shape)}") from None
     if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
         return torch.full_like(x, float(baseline))
-    flat = x.flatten(1)
     if baseline == "zero":
         return torch.zeros_like(x)
-    if baseline == "black":
-        return _per_sample(x, flat.amin(1)).expand_as(x)
-    if baseline == "white":
-        return _per_sample(x, flat.amax(1)).expand_as(x)
+    if baseline in ("black", "white"):   # each sample's minimum or maximum
+        flat = x.flatten(1)
+        return _per_sample(x, flat.amin(1) if baseline == "black" else flat.amax(1)).expand_as(x)
     raise ComposerError(f"unknown baseline {baseline!r}; use zero, black, white, a number or a tensor",
                         suggestions=closest(str(baseline), ["zero", "black", "white"]))

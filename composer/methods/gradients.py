@@ -33,10 +33,8 @@ def integrated_gradients(backprop: Backprop, x: torch.Tensor, target: torch.Tens
     """
     base = _baseline(x, baseline)
     target = backprop.resolve(x, target)
-    if points == "right":
-        alphas = torch.arange(1, steps + 1, dtype=x.dtype, device=x.device) / steps
-    else:
-        alphas = torch.linspace(0, 1, steps, dtype=x.dtype, device=x.device)
+    alphas = (torch.arange(1, steps + 1, dtype=x.dtype, device=x.device) / steps if points == "right"
+              else torch.linspace(0, 1, steps, dtype=x.dtype, device=x.device))
     alphas = alphas.view(-1, 1, *([1] * (x.dim() - 1)))
     path = (base[None] + alphas * (x - base)[None]).reshape(steps * x.shape[0], *x.shape[1:])
     grads = backprop.gradient(path, target.repeat(steps), "one").view(steps, *x.shape)

@@ -13,6 +13,8 @@ tensor([[3.]])
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from zennit.core import ParamMod
@@ -40,9 +42,10 @@ def _plain_conv(module) -> bool:
 BLOCK_ELEMENTS = 1 << 22
 
 
-def _row_blocks(weight):
+def _row_blocks(weight) -> list:
+    """Slices of the weight's rows of at most :data:`BLOCK_ELEMENTS` elements (one slice for most layers)."""
     step = max(1, BLOCK_ELEMENTS // max(1, weight[0].numel()))
-    return range(0, weight.shape[0], step), step
+    return [slice(i, i + step) for i in range(0, weight.shape[0], step)]
 
 
 def _generic_map(module, x, weight_fn):
@@ -57,10 +60,8 @@ def linear_map(module, x, weight_fn):
     """The module's linear map (no bias) with ``weight_fn(W)`` as weight, without running its hooks."""
     weight = module.weight.detach()
     if isinstance(module, torch.nn.Linear):
-        if weight.numel() <= BLOCK_ELEMENTS:
-            return F.linear(x, weight_fn(weight))
-        starts, step = _row_blocks(weight)
-        return torch.cat([F.linear(x, weight_fn(weight[i:i + step])) for i in starts], dim=-1)
+        parts = [F.linear(x, weight_fn(weight[rows])) for rows in _row_blocks(weight)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
     if _plain_conv(module):
         return module._conv_forward(x, weight_fn(weight), None)
     with torch.no_grad():
@@ -74,15 +75,9 @@ def transposed_map(module, grad, weight_fn, input_shape):
         with torch.enable_grad():
             probe = torch.zeros(input_shape, dtype=grad.dtype, device=grad.device, requires_grad=True)
             return torch.autograd.grad(_generic_map(module, probe, weight_fn), probe, grad)[0]
-    if isinstance(module, torch.nn.Linear):
-        if weight.numel() <= BLOCK_ELEMENTS:
-            return grad @ weight_fn(weight)
-        starts, step = _row_blocks(weight)
-        out = None
-        for i in starts:
-            part = grad[..., i:i + step] @ weight_fn(weight[i:i + step])
-            out = part if out is None else out.add_(part)
-        return out
+    if isinstance(module, torch.nn.Linear):   # summed block by block: one block's product at a time
+        return functools.reduce(torch.Tensor.add_, (grad[..., rows] @ weight_fn(weight[rows])
+                                                    for rows in _row_blocks(weight)))
     dims = len(input_shape) - 2
     return _CONV_INPUT_GRAD[dims](input_shape, weight_fn(weight), grad, module.stride, module.padding,
                                   module.dilation, module.groups)
