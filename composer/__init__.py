@@ -10,7 +10,7 @@ from .dataset import explain_dataset, open_store
 from .domain import DomainSpec
 from .errors import ComposerError
 from .evaluation import evaluate, tune
-from .explain import explain
+from .explain import Explainer, explain
 from .frequency import DomainExplanation, to_domain
 from .names import list_methods, parse_method
 from .registry import list_presets, list_rules, register_preset_dir, register_rule
@@ -18,6 +18,6 @@ from . import quantus  # noqa: E402,F401  (composer.quantus.explain_func; import
 
 __version__ = "0.1.0"
 
-__all__ = ["compose", "compile_preset", "explain", "load_preset", "list_presets", "list_rules", "list_methods",
+__all__ = ["compose", "compile_preset", "explain", "Explainer", "load_preset", "list_presets", "list_rules", "list_methods",
            "parse_method", "register_rule", "register_preset_dir", "ComposerError", "ComposerWarning",
            "PresetComposite", "DomainSpec", "DomainExplanation", "to_domain", "evaluate", "tune", "explain_dataset", "open_store", "__version__"]

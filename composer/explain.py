@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
+import sys
 import threading
 import warnings
 import weakref
@@ -15,7 +16,7 @@ import torch
 from . import graph
 from .canonizers import split_canonizers
 from .compiler import ComposerWarning, PresetRef, compile_preset
-from .graph.canonical import graph_info
+from .graph.canonical import fingerprint, graph_info
 from .errors import ComposerError
 from .frequency import DomainExplanation, requested_domain, to_domain
 from .methods import ATTRIBUTORS, MODIFIERS, Backprop
@@ -269,34 +270,113 @@ def explain(model: torch.nn.Module, x: torch.Tensor, method: PresetRef, target: 
     >>> explain(net, x, "lrp_epsilon_0_1", domain="frequency").relevance.shape   # per DFT bin 0..8//2
     torch.Size([5, 5])
     """
-    if not isinstance(model, torch.nn.Module):
-        raise ComposerError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ComposerError(f"batch_size must be a positive integer, got {batch_size!r}")
-    refs, objects = split_canonizers(canonizers)
-    plan = compile_preset(method, canonizers=list(refs), **params)
-    space = requested_domain(domain, plan.preset)   # validated before any work
-    x = _check_input(x)
+    session = Explainer(model, method, batch_size=batch_size, canonizers=canonizers, canonize=canonize,
+                        on_uncovered=on_uncovered, domain=domain, **params)
+    x = _check_input(x)   # inputs, targets and the random stream are checked before any work
     _check_dtype(model, x)
-    name, kwargs = plan.attributor
-    if "generator" in inspect.signature(ATTRIBUTORS[name]).parameters:  # stochastic attributors take one
-        generator = _generator(generator, seed)
-        kwargs = {**kwargs, "generator": generator}
+    generator = _generator(generator, seed) if session.stochastic else None
     t = _targets(target, x.shape[0], x.device)
-    with contextlib.ExitStack() as stack:
-        twin = _private_twin(stack, model, plan, canonize, objects)
-        if twin is None:  # the model cannot be copied: hook it, one call at a time, and restore it
-            with _lock_of(model), model_guard(model):
+    session.check_model = False   # one call: the model cannot change between batches
+    with session:
+        return session.run(x, t, generator)
+
+
+class Explainer:
+    """:func:`explain` for many batches with one set-up: the method is compiled, the model's twin
+    borrowed and its hooks registered once, when the ``with`` block starts.
+
+    Each call gives what :func:`explain` gives for that batch, bit for bit; the per-call work that
+    :func:`explain` repeats (compiling, borrowing and checking the twin, registering the rules' hooks)
+    is done once, which is what a loop over a dataset saves (``composer.explain_dataset`` uses one).
+    The model must not change while the block runs: the twin was made from it when the block began,
+    and a change is refused when the block ends. Calls from several threads take turns; for parallel
+    work, give each thread its own ``Explainer``.
+
+    Parameters are those of :func:`explain` that belong to the method, not to a batch.
+
+    Example
+    -------
+    >>> net = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    >>> x = torch.randn(6, 8)
+    >>> with Explainer(net, "lrp_epsilon_0_1") as explainer:
+    ...     maps = [explainer(batch) for batch in x.split(2)]
+    >>> torch.equal(maps[1], explain(net, x[2:4], "lrp_epsilon_0_1"))
+    True
+    """
+
+    def __init__(self, model: torch.nn.Module, method: PresetRef, *, batch_size: Optional[int] = None,
+                 canonizers: Optional[Sequence[Any]] = None, canonize: Optional[bool] = None,
+                 on_uncovered: Optional[str] = None, domain: Any = None, **params: Any):
+        if not isinstance(model, torch.nn.Module):
+            raise ComposerError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size < 1):
+            raise ComposerError(f"batch_size must be a positive integer, got {batch_size!r}")
+        refs, self._objects = split_canonizers(canonizers)
+        self.model, self.batch_size, self._canonize, self._on_uncovered = model, batch_size, canonize, on_uncovered
+        self.plan = compile_preset(method, canonizers=list(refs), **params)
+        self._space = requested_domain(domain, self.plan.preset)   # validated before any work
+        name, self._kwargs = self.plan.attributor
+        self._attributor = ATTRIBUTORS[name]
+        #: whether the method draws random numbers (SmoothGrad, VarGrad): calls take ``generator``/``seed``
+        self.stochastic = "generator" in inspect.signature(self._attributor).parameters
+        #: whether leaving the block checks that the model did not change while it was open
+        self.check_model = True
+        self._stack: Optional[contextlib.ExitStack] = None
+        self._fingerprint = None
+        self._call_lock = threading.Lock()
+
+    def __enter__(self) -> "Explainer":
+        if self._stack is not None:
+            raise ComposerError("this Explainer is already open; use one with block at a time")
+        stack, model, plan = contextlib.ExitStack(), self.model, self.plan
+        try:
+            twin = _private_twin(stack, model, plan, self._canonize, self._objects)
+            if twin is None:  # the model cannot be copied: hook it, one caller at a time, and restore it afterwards
+                stack.enter_context(_lock_of(model))
+                stack.enter_context(model_guard(model))
                 model.eval()
-                with plan.composite(canonize=False, on_uncovered=on_uncovered,
-                                    canonizer_objects=objects).context(model):
-                    relevance = ATTRIBUTORS[name](_backprop(model, batch_size), x, t, **kwargs)
-        else:
-            composite = plan.composite(canonize=None if graph_info(twin) is not None else False,
-                                       on_uncovered=on_uncovered, canonizer_objects=objects)
-            with composite.context(twin):
-                relevance = ATTRIBUTORS[name](_backprop(twin, batch_size), x, t, **kwargs)
-    for mod_name, mod_kwargs in plan.modifiers:
-        relevance = MODIFIERS[mod_name](relevance, x, **mod_kwargs)
-    relevance = relevance.detach().to(dtype=x.dtype)
-    return relevance if space is None else to_domain(x, relevance, space)
+                composite = plan.composite(canonize=False, on_uncovered=self._on_uncovered,
+                                           canonizer_objects=self._objects)
+            else:
+                composite = plan.composite(canonize=None if graph_info(twin) is not None else False,
+                                           on_uncovered=self._on_uncovered, canonizer_objects=self._objects)
+            self._module = twin if twin is not None else model
+            stack.enter_context(composite.context(self._module))
+            self._fingerprint = fingerprint(model) if twin is not None and self.check_model else None
+        except BaseException:
+            stack.__exit__(*sys.exc_info())
+            raise
+        self._stack = stack
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        stack, self._stack = self._stack, None
+        changed = self._fingerprint is not None and fingerprint(self.model) != self._fingerprint
+        suppress = stack.__exit__(*exc) if stack is not None else False
+        if changed and exc[0] is None:
+            raise ComposerError("the model changed (weights, buffers or modules) while its Explainer was open; "
+                                "the maps after the change may mix the old and the new model: explain them again")
+        return suppress
+
+    def __call__(self, x: torch.Tensor, target: Target = None, *, generator: Optional[torch.Generator] = None,
+                 seed: Optional[int] = None) -> Union[torch.Tensor, DomainExplanation]:
+        """The map of batch ``x`` for ``target``, as :func:`explain` gives it (``generator``/``seed`` for
+        stochastic methods)."""
+        if self._stack is None:
+            raise ComposerError("an Explainer explains inside its with block: "
+                                "`with Explainer(model, method) as explainer: explainer(x)`")
+        x = _check_input(x)
+        _check_dtype(self.model, x)
+        generator = _generator(generator, seed) if self.stochastic else None
+        return self.run(x, _targets(target, x.shape[0], x.device), generator)
+
+    def run(self, x: torch.Tensor, t: Optional[torch.Tensor], generator: Optional[torch.Generator]):
+        """:meth:`__call__` for an input and targets already checked."""
+        kwargs = {**self._kwargs, "generator": generator} if self.stochastic else self._kwargs
+        with self._call_lock:
+            relevance = self._attributor(_backprop(self._module, self.batch_size), x, t, **kwargs)
+        for mod_name, mod_kwargs in self.plan.modifiers:
+            relevance = MODIFIERS[mod_name](relevance, x, **mod_kwargs)
+        relevance = relevance.detach().to(dtype=x.dtype)
+        return relevance if self._space is None else to_domain(x, relevance, self._space)

@@ -9,6 +9,7 @@ process, which writes the store, so the store is the same as a local run's.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import logging
@@ -33,20 +34,23 @@ class ChunkWorker:
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         results, errors = [], []
-        for chunk in batch["chunk"].tolist():
-            rows = self.rows[chunk]
-            positions = self.idx[rows].tolist()
-            buffer = io.BytesIO()
-            try:
-                x, y = self.source.read(positions)
-                arrays = compute_chunk(self.model, self.job, chunk, rows, x, y, positions,
-                                       self.source.paths(positions))
-            except ComposerError as err:   # Ray would wrap it beyond recognition: it travels as a message
-                errors.append(str(err))
-            else:
-                errors.append("")
-                np.savez(buffer, **arrays)   # one opaque value per chunk: Ray never reshapes or converts it
-            results.append(buffer.getvalue())
+        with contextlib.ExitStack() as stack:
+            explainer = None
+            for chunk in batch["chunk"].tolist():
+                rows = self.rows[chunk]
+                positions = self.idx[rows].tolist()
+                buffer = io.BytesIO()
+                try:
+                    explainer = explainer or stack.enter_context(self.job.explainer(self.model))
+                    x, y = self.source.read(positions)
+                    arrays = compute_chunk(explainer, self.job, chunk, rows, x, y, positions,
+                                           self.source.paths(positions))
+                except ComposerError as err:   # Ray would wrap it beyond recognition: it travels as a message
+                    errors.append(str(err))
+                else:
+                    errors.append("")
+                    np.savez(buffer, **arrays)   # one opaque value per chunk: Ray never reshapes or converts it
+                results.append(buffer.getvalue())
         return {"chunk": batch["chunk"], "arrays": np.array(results, dtype=object),
                 "error": np.array(errors, dtype=object)}
 

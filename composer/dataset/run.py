@@ -8,6 +8,7 @@ writes a few consecutive batches per file), so memory holds a few batches whatev
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import queue
 import threading
@@ -243,15 +244,16 @@ def explain_dataset(model: torch.nn.Module, data, method, out, *, target: Target
     bar, advance = _progress(progress, idx.size, store.completed(), f"{plan.name}")
     writer = _Writer(store)
     try:
-        with bar:
+        with bar, contextlib.ExitStack() as stack:
             if backend == "ray":
                 from .ray_backend import ray_chunks
 
                 results = ray_chunks(model, source, chunk_job, todo, idx, address=ray_address, workers=workers,
                                      cpus=ray_cpus_per_worker, gpus=ray_gpus_per_worker)
             else:
+                explainer = stack.enter_context(chunk_job.explainer(model))   # set up once for every batch
                 results = (
-                    (chunk, compute_chunk(model, chunk_job, chunk, rows, x, y, positions, source.paths(positions)))
+                    (chunk, compute_chunk(explainer, chunk_job, chunk, rows, x, y, positions, source.paths(positions)))
                     for chunk, rows, positions, (x, y) in _local_chunks(source, todo, idx, workers or 0))
             for chunk, arrays in results:
                 writer.put(chunk, arrays)

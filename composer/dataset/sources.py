@@ -148,16 +148,23 @@ class NpySource(Source):
         return self.shape[0]
 
     def read(self, positions: Sequence[int]) -> Batch:
-        positions = list(positions)
         with open(self.path, "rb") as f:
-            parts = []
-            for start, stop in _runs(positions):
-                f.seek(self.offset + start * self.row * self.dtype.itemsize)
-                count = (stop - start) * self.row
-                part = np.fromfile(f, dtype=self.dtype, count=count)
-                if part.size != count:
-                    raise ComposerError(f"the file ends before sample {stop - 1}", source=str(self.path))
-                parts.append(part.reshape(stop - start, *self.shape[1:]))
+            return self._read(f, positions)
+
+    def batches(self, chunks, workers: int = 0):
+        with open(self.path, "rb") as f:   # one open file for the whole job
+            for chunk, positions in chunks:
+                yield chunk, self._read(f, positions)
+
+    def _read(self, f, positions: Sequence[int]) -> Batch:
+        positions, parts = list(positions), []
+        for start, stop in _runs(positions):
+            f.seek(self.offset + start * self.row * self.dtype.itemsize)
+            count = (stop - start) * self.row
+            part = np.fromfile(f, dtype=self.dtype, count=count)
+            if part.size != count:
+                raise ComposerError(f"the file ends before sample {stop - 1}", source=str(self.path))
+            parts.append(part.reshape(stop - start, *self.shape[1:]))
         x = torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts))
         if not x.is_floating_point():
             x = x.float()
