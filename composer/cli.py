@@ -302,7 +302,7 @@ def explain_cmd(model: str = typer.Option(..., "--model", "-m",
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .errors import ComposerError
-    from .explain import explain
+    from .explain import Explainer
     from .frequency import DomainExplanation, concat
     from .loading import load_model
     from .registry import register_preset_dir
@@ -336,12 +336,13 @@ def explain_cmd(model: str = typer.Option(..., "--model", "-m",
         parts = []
         with Progress(TextColumn("explaining"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=_consoles.err,
-                      disable=x.shape[0] <= batch_size) as bar:
+                      disable=x.shape[0] <= batch_size) as bar, \
+                Explainer(net, method, canonizers=canonizer, domain=space, **params) as explainer:
             task = bar.add_task("explain", total=x.shape[0], rate="")
             for start in range(0, x.shape[0], batch_size):
                 chunk = slice(start, start + batch_size)
                 t = targets[chunk] if isinstance(targets, list) else targets
-                parts.append(explain(net, x[chunk], method, target=t, canonizers=canonizer, domain=space, **params))
+                parts.append(explainer(x[chunk], t))
                 rate = bar.tasks[0].speed
                 bar.update(task, advance=x[chunk].shape[0], rate=f"{rate:.1f} samples/s" if rate else "")
         spectral = concat(parts) if isinstance(parts[0], DomainExplanation) else None
