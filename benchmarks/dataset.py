@@ -1,14 +1,16 @@
 """``explain_dataset`` against a bare loop of ``explain()`` calls, its peak memory, and Ray's overhead.
 
-    python -m benchmarks.dataset [--samples 10000] [--batch 64] [--repeats 3] [--threads 2]
+    python -m benchmarks.dataset [--samples 10000] [--batch 64] [--repeats 7] [--threads 2]
                                  [--memory 2000,10000] [--ray] [--quick] [--json benchmarks/results_dataset.json]
 
 * **throughput**: the digits CNN (1x8x8, the demo's), ``lrp_epsilon_0_1``, CPU. The bare loop explains
-  in-memory batches and keeps nothing; ``explain_dataset`` reads the samples from a ``.npy`` file on
-  disk, explains them (the logits come from the same forward pass) and writes maps, logits, targets
-  and predictions to a zarr store. The samples are timed in slices (``--slice``), each slice by
-  both, back to back in alternating order, so that both see the same load on a shared machine;
-  the median of the per-slice ratios is the figure (``--repeats`` passes over the samples).
+  in-memory batches with one ``explain()`` call each and keeps nothing; ``explain_dataset`` reads the
+  samples from a ``.npy`` file on disk, explains them (one :class:`composer.Explainer` for the job: the
+  set-up that each ``explain()`` call repeats is done once; the logits come from the same forward
+  pass) and writes maps, logits, targets and predictions to a zarr store. A second baseline, the bare
+  loop over one ``Explainer``, shows what the reading and writing cost. Whole passes over the samples
+  alternate between the three (``--repeats`` each); the ratios of the medians and of the fastest
+  passes are the figures.
 * **peak memory**: a fresh process per dataset size writes a store from a ``.npy`` file; the figure
   is the largest resident set sampled during the run (every 5 ms) minus the resident set before it.
 * **Ray** (``--ray``): the same store through a local Ray with 2 one-CPU actors; ``ray.init`` timed apart.
@@ -57,6 +59,16 @@ def bare_loop(net, x: torch.Tensor, batch: int) -> float:
     start = time.perf_counter()
     for b in x.split(batch):
         composer.explain(net, b, METHOD)
+    return time.perf_counter() - start
+
+
+def bare_session_loop(net, x: torch.Tensor, batch: int) -> float:
+    import composer
+
+    start = time.perf_counter()
+    with composer.Explainer(net, METHOD) as explainer:
+        for b in x.split(batch):
+            explainer(b)
     return time.perf_counter() - start
 
 
@@ -198,7 +210,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=10000)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=3, help="passes over the samples")
+    ap.add_argument("--repeats", type=int, default=7, help="passes over the samples, each way")
     ap.add_argument("--batch-repeats", type=int, default=300, help="calls per figure of the per-batch costs")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--memory", default="2000,10000", help="dataset sizes for peak memory ('' for none)")
@@ -219,15 +231,18 @@ def main(argv=None):
     xt = torch.from_numpy(x)
     bare_loop(net, xt[:args.batch * 2], args.batch)          # warm-up: twin, plan, zarr import
     to_store(net, folder / "x.npy", folder / "warm.zarr", args.batch)
-    loops, stores = [], []
+    loops, sessions, stores = [], [], []
     for _ in range(args.repeats):   # whole passes, alternating
         loops.append(bare_loop(net, xt, args.batch))
         stores.append(to_store(net, folder / "x.npy", folder / "s.zarr", args.batch))
+        sessions.append(bare_session_loop(net, xt, args.batch))
     result = {"samples": args.samples, "batch": args.batch, "threads": args.threads, "method": METHOD,
-              "torch": torch.__version__, "loops": loops, "stores": stores,
+              "torch": torch.__version__, "loops": loops, "session_loops": sessions, "stores": stores,
               "loop_samples_per_s": args.samples / min(loops), "store_samples_per_s": args.samples / min(stores),
+              "session_loop_samples_per_s": args.samples / min(sessions),
               "throughput_ratio_fastest": min(loops) / min(stores),
               "throughput_ratio_medians": statistics.median(loops) / statistics.median(stores),
+              "session_ratio_medians": statistics.median(sessions) / statistics.median(stores),
               "store_mb": sum(p.stat().st_size for p in (folder / "s.zarr").rglob("*") if p.is_file()) / 2**20,
               "per_batch_ms": per_batch_costs(net, folder, xt, args.batch, 30 if args.quick else args.batch_repeats)}
     c = result["per_batch_ms"]
@@ -235,7 +250,8 @@ def main(argv=None):
     print(f"whole passes over {args.samples} samples (fastest of {args.repeats}): bare explain() loop "
           f"{result['loop_samples_per_s']:.0f} samples/s, explain_dataset {result['store_samples_per_s']:.0f} "
           f"samples/s, ratio {result['throughput_ratio_fastest']:.3f} (medians {result['throughput_ratio_medians']:.3f}); "
-          f"store {result['store_mb']:.1f} MB")
+          f"store {result['store_mb']:.1f} MB; against a bare loop over one Explainer "
+          f"({result['session_loop_samples_per_s']:.0f} samples/s): medians {result['session_ratio_medians']:.3f}")
     print("per batch of {} (fastest of {} calls): explain {explain:.2f} ms; explain_dataset's compute_chunk "
           "{compute_chunk:.2f} ms, read {read:.2f} ms, write {write:.2f} ms -> throughput ratio {ratio:.3f} "
           "with no overlap of writing and computing".format(args.batch, c["calls"], ratio=result[

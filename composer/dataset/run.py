@@ -3,8 +3,10 @@
 The job is cut into batches of ``batch_size`` samples (in the code: "chunks" of the job); each is
 one ``explain()`` call. Only batches the store lacks are computed, so a rerun after Ctrl-C or a
 killed process continues with what is missing and gives the same store as a run that was never
-interrupted. One thread computes, another writes (a queue of two batches between them; the store
-writes a few consecutive batches per file), so memory holds a few batches whatever the dataset's size.
+interrupted. One :class:`~composer.explain.Explainer` explains every batch; the computing thread keeps
+the batches of a store chunk (a few consecutive batches per file) until the chunk is complete, and a
+second thread writes complete chunks (at most two waiting), so memory holds a few chunks whatever the
+dataset's size.
 """
 from __future__ import annotations
 
@@ -74,7 +76,8 @@ def _job(model, source: Source, plan, method, idx: np.ndarray, chunk: int, targe
 
 
 class _Writer:
-    """Writes finished batches in a thread of its own; the queue bounds how many wait in memory."""
+    """Keeps finished batches until their store chunk is complete, in the computing thread (no hand-off
+    per batch), and writes complete chunks in a thread of its own; the queue bounds how many wait."""
 
     def __init__(self, store: Store, depth: int = 2):
         self.writer, self.queue, self.error = StoreWriter(store), queue.Queue(maxsize=depth), None
@@ -83,30 +86,29 @@ class _Writer:
 
     def _run(self):
         while True:
-            item = self.queue.get()
-            if item is None:
+            group = self.queue.get()
+            if group is None:
                 break
             if self.error is None:
                 try:
-                    self.writer.write(*item)
+                    self.writer.flush(group)
                 except BaseException as err:  # noqa: BLE001 - handed to the computing thread
                     self.error = err
-        if self.error is None:
-            try:
-                self.writer.close()
-            except BaseException as err:  # noqa: BLE001
-                self.error = err
 
     def put(self, chunk: int, arrays: Dict[str, np.ndarray]) -> None:
         if self.error is not None:
             raise self.error
-        self.queue.put((chunk, arrays))
+        group = self.writer.add(chunk, arrays)
+        if group is not None:
+            self.queue.put(group)
 
     def close(self) -> None:
-        """Write what is queued (complete batches) and the store chunks still open, and stop; re-raises a
-        write error."""
+        """Write the complete store chunks queued and then the batches of chunks still open (at the end of a
+        run, or when it is interrupted), and stop; re-raises a write error."""
         self.queue.put(None)
         self.thread.join()
+        if self.error is None:
+            self.writer.close()
         if self.error is not None:
             raise self.error
 

@@ -14,7 +14,7 @@ Layout (every array's first axis is the sample, except ``done``)::
       attributes  composer: provenance (see composer.dataset.provenance)
 
 A batch is what one ``explain()`` call saw. A store chunk (one file per array) holds a group of
-consecutive batches, about :data:`GROUP_BYTES` of maps (at most 32 batches); a group is written when all its batches are
+consecutive batches, about :data:`GROUP_BYTES` of maps (at most 128 batches); a group is written when all its batches are
 computed (or when a run ends or is interrupted), its ``done`` flags last. zarr replaces every file
 atomically, so a store interrupted at any point holds complete batches and batches to redo.
 :func:`open_store` reads a store back (numpy slices, dask, xarray); :func:`open_for_writing`
@@ -36,10 +36,11 @@ from .provenance import STORE_FORMAT, differences
 
 #: per-sample arrays besides the maps, in the order they are written (``done`` comes last)
 SAMPLE_ARRAYS = ("logits", "predicted", "target", "label", "index", "path")
-#: a store chunk (one file per array) holds about this much of maps, from consecutive batches
-GROUP_BYTES = 2**20
+#: a store chunk (one file per array) holds about this much of maps, from consecutive batches: each
+#: write of a group costs the computing threads several times its own time, so groups are not small
+GROUP_BYTES = 4 * 2**20
 #: and at most this many batches (what a killed process may have to redo)
-MAX_GROUP = 32
+MAX_GROUP = 128
 
 
 def _zarr():
@@ -214,15 +215,24 @@ def group_size(batch_bytes: int) -> int:
     Example
     -------
     >>> group_size(64 * 256), group_size(64 * 3 * 224 * 224 * 4)   # 64 digits, 64 ImageNet images
-    (32, 1)
+    (128, 1)
     """
     return max(1, min(MAX_GROUP, GROUP_BYTES // max(1, batch_bytes)))
 
 
-def _create_arrays(store: Store, arrays: Dict[str, np.ndarray]) -> None:
-    """Make the store's arrays, shaped by the first batch's results (the map shape, the classes)."""
+def _batches_per_chunk(store: Store, arrays: Dict[str, np.ndarray]) -> int:
+    """How many batches a store chunk holds: as the store's arrays were made, or for a new store, from the
+    size of a batch's maps."""
+    if "maps" in store.group:
+        return store.group["maps"].chunks[0] // store.batch_size
+    maps = arrays["maps"]
+    return min(group_size(maps.nbytes * store.batch_size // max(1, maps.shape[0])), store.batches)
+
+
+def _create_arrays(store: Store, arrays: Dict[str, np.ndarray], k: int) -> None:
+    """Make the store's arrays, shaped by the first batch's results (the map shape, the classes), with
+    ``k`` batches per chunk."""
     n, batch, group = len(store), store.batch_size, store.group
-    k = min(group_size(arrays["maps"].nbytes * batch // max(1, arrays["maps"].shape[0])), store.batches)
     for name, value in arrays.items():
         if name in group:
             continue
@@ -268,31 +278,42 @@ class StoreWriter:
         self.done = set(np.flatnonzero(store.done()).tolist())
         self.pending: Dict[int, Dict[int, Dict[str, np.ndarray]]] = {}   # group -> batch -> arrays
         self.arrays: Dict[str, Any] = {}   # name -> zarr array, opened once
+        self.k: Optional[int] = None       # batches per store chunk
 
-    def _open(self, arrays: Dict[str, np.ndarray]) -> int:
-        """Create (first batch) or open the store's arrays; the number of batches per store chunk."""
+    def _open(self, arrays: Dict[str, np.ndarray]) -> None:
+        """Create (first write of a new store) or open the store's arrays."""
         if not self.arrays:
-            _create_arrays(self.store, arrays)
+            _create_arrays(self.store, arrays, self.k)
             group = self.store.group
             self.arrays = {name: group[name] for name in ("maps", "done") + SAMPLE_ARRAYS if name in group}
-        return self.arrays["maps"].chunks[0] // self.store.batch_size
 
-    def write(self, batch: int, arrays: Dict[str, np.ndarray]) -> None:
-        """Keep ``batch``'s arrays; write its group when the group is complete."""
+    def add(self, batch: int, arrays: Dict[str, np.ndarray]) -> Optional[int]:
+        """Keep ``batch``'s arrays; the id of its group if that is now complete (for :meth:`flush`), else None."""
         rows = self.store.batch_slice(batch)
         for name, value in arrays.items():
             if value.shape[0] != rows.stop - rows.start:
                 raise ComposerError(f"batch {batch}: {name} has {value.shape[0]} rows for {rows.stop - rows.start} "
                                     "samples")
-        k = self._open(arrays)
+        if self.k is None:   # the arrays are made by the first flush: in the writing thread, if there is one
+            self.k = _batches_per_chunk(self.store, arrays)
+        k = self.k
         group = batch // k
-        self.pending.setdefault(group, {})[batch] = arrays
+        waiting = self.pending.setdefault(group, {})
+        waiting[batch] = arrays
         members = range(group * k, min((group + 1) * k, self.store.batches))
-        if all(c in self.done or c in self.pending[group] for c in members):
-            self._flush(group)
+        return group if all(c in self.done or c in waiting for c in members) else None
 
-    def _flush(self, group: int) -> None:
+    def write(self, batch: int, arrays: Dict[str, np.ndarray]) -> None:
+        """Keep ``batch``'s arrays; write its group when the group is complete."""
+        group = self.add(batch, arrays)
+        if group is not None:
+            self.flush(group)
+
+    def flush(self, group: int) -> None:
+        """Write a group's batches (its arrays, then its ``done`` flags)."""
         waiting = self.pending.pop(group, {})
+        if waiting:
+            self._open(next(iter(waiting.values())))
         for first, last in _runs(sorted(waiting)):
             rows = slice(self.store.batch_slice(first).start, self.store.batch_slice(last).stop)
             for name in ("maps",) + SAMPLE_ARRAYS:
@@ -304,7 +325,7 @@ class StoreWriter:
     def close(self) -> None:
         """Write the batches still waiting for the rest of their group."""
         for group in sorted(self.pending):
-            self._flush(group)
+            self.flush(group)
 
 
 def chunk_plan(samples: int, chunk: int) -> List[Tuple[int, slice]]:
