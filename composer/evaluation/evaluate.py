@@ -1,18 +1,19 @@
 """``evaluate(model, data, methods)``: which method explains this model best, by region perturbation."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, ContextManager, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
 from ..errors import ComposerError
-from ..explain import explain, model_guard
+from ..explain import Explainer, model_guard
 from .metrics import HIGHER_IS_BETTER, METRICS, ORDERS, faithfulness_scores, model_device, perturbation_curves
 from .perturb import PatchSize, Perturbation
 
@@ -73,14 +74,16 @@ def _methods(methods: Methods) -> Dict[str, MethodSpec]:
     return named
 
 
-def _explainer(model, spec: MethodSpec, params: Mapping[str, Any]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def _explainer(model, spec: MethodSpec, params: Mapping[str, Any]) -> ContextManager[Callable]:
+    """A ``with`` block giving the method as a function ``(x, target) -> map``: a preset's
+    :class:`~composer.explain.Explainer` (set up once for every batch), or the user's function."""
     if callable(spec):
-        return spec
+        return contextlib.nullcontext(spec)
     if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], Mapping):
         name, own = spec
-        return lambda x, t: explain(model, x, name, target=t, **{**params, **own})
+        return Explainer(model, name, **{**params, **own})
     if isinstance(spec, (str, Path, Mapping)):
-        return lambda x, t: explain(model, x, spec, target=t, **params)
+        return Explainer(model, spec, **params)
     raise ComposerError(f"a method is a name, a preset file, (name, parameters) or a function (x, target) -> map, "
                         f"not {type(spec).__name__}")
 
@@ -275,9 +278,9 @@ def evaluate(model: torch.nn.Module, data, methods: Methods, *, target=None, ste
                 "fraction": fraction, "output": output, "samples": int(x.shape[0]), "params": dict(params)}
     scores, curves, fractions = {}, {}, None
     for done, (label, spec) in enumerate(named.items(), start=1):
-        fn = _explainer(model, spec, params)
-        maps = torch.cat([torch.as_tensor(fn(x[i:i + explain_batch_size], target[i:i + explain_batch_size]))
-                          for i in range(0, x.shape[0], explain_batch_size)])
+        with _explainer(model, spec, params) as fn:
+            maps = torch.cat([torch.as_tensor(fn(x[i:i + explain_batch_size], target[i:i + explain_batch_size]))
+                              for i in range(0, x.shape[0], explain_batch_size)])
         curves[label], fractions = perturbation_curves(
             model, x, maps, target, steps=steps, patch=patch, perturbation=perturbation, fraction=fraction,
             output=output, orders=ORDERS, batch_size=batch_size)
