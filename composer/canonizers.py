@@ -146,6 +146,7 @@ def register_canonizer(name: str, factory: Callable[..., Canonizer], replace: bo
     >>> _ = register_canonizer("my_merge", SequentialMergeBatchNorm)
     >>> type(make_canonizer("my_merge")).__name__
     'SequentialMergeBatchNorm'
+    >>> CANONIZERS.unregister("my_merge")   # (the example leaves the catalog as it found it)
     """
     return CANONIZERS.register(name, factory, replace=replace)
 

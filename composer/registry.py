@@ -177,6 +177,7 @@ def register_rule(name: str, *, params: Optional[Dict[str, dict]] = None, summar
     ...     '''zennit's epsilon under a new name.'''
     >>> get_rule("my_epsilon").spec.params["epsilon"].default
     0.5
+    >>> RULES.unregister("my_epsilon")   # (the example leaves the catalog as it found it)
     """
     def decorate(hook):
         if not (isinstance(hook, type) and issubclass(hook, Hook)):

@@ -26,6 +26,7 @@ def register_hook(cls):
     ...     '''Passes relevance through unchanged.'''
     >>> HOOKS["MyPass"] is MyPass
     True
+    >>> HOOKS.unregister("MyPass")   # (the example leaves the catalog as it found it)
     """
     if not (isinstance(cls, type) and issubclass(cls, Hook)):
         raise TypeError(f"{cls!r} is not a zennit Hook subclass")
