@@ -18,6 +18,7 @@ from . import quantus  # noqa: E402,F401  (composer.quantus.explain_func; import
 
 __version__ = "0.1.0"
 
-__all__ = ["compose", "compile_preset", "explain", "Explainer", "load_preset", "list_presets", "list_rules", "list_methods",
-           "parse_method", "register_rule", "register_preset_dir", "ComposerError", "ComposerWarning",
-           "PresetComposite", "DomainSpec", "DomainExplanation", "to_domain", "evaluate", "tune", "explain_dataset", "open_store", "__version__"]
+__all__ = ["compose", "compile_preset", "explain", "Explainer", "load_preset", "list_presets", "list_rules",
+           "list_methods", "parse_method", "register_rule", "register_preset_dir", "ComposerError",
+           "ComposerWarning", "PresetComposite", "DomainSpec", "DomainExplanation", "to_domain", "evaluate", "tune",
+           "explain_dataset", "open_store", "__version__"]

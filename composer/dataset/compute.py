@@ -1,9 +1,10 @@
 """One chunk of a dataset job (a batch, one ``explain()`` call): samples in, the store's arrays for them out.
 
 Shared by the local loop and the Ray workers, so both write the same numbers: ``explain()`` on the
-batch (through one :class:`~composer.explain.Explainer` for many batches: set up once), and the logits of the forward pass it ran on the batch (composer's canonical twin of the
-model, recorded with :func:`~composer.explain.recorded_outputs`; for methods that never run the
-batch itself, such as SmoothGrad with given targets, one no-grad forward of the model in eval mode).
+batch (through one :class:`~composer.explain.Explainer` for many batches: set up once), and the
+logits of the forward pass it ran on the batch (composer's canonical twin of the model, recorded
+with :func:`~composer.explain.recorded_outputs`; for methods that never run the batch itself, such
+as SmoothGrad with given targets, one no-grad forward of the model in eval mode).
 """
 from __future__ import annotations
 

@@ -107,10 +107,9 @@ class _Writer:
         run, or when it is interrupted), and stop; re-raises a write error."""
         self.queue.put(None)
         self.thread.join()
-        if self.error is None:
-            self.writer.close()
         if self.error is not None:
             raise self.error
+        self.writer.close()
 
 
 def _progress(enabled: bool, total: int, done: int, label: str):
