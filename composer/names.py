@@ -3,7 +3,7 @@
 ::
 
     method    := base modifier*
-    base      := preset-name | prefix "_" body suffix* [bounds]
+    base      := preset-name | prefix "_" body (suffix | bounds)*   # each suffix and bound at most once
     number    := ["neg_"] digits ["_" digits]        # 0_25 = 0.25, neg_0_5 = -0.5, 100 = 100
 
 The words come from data: a preset's ``grammar`` declares it as a *prefix* (``lrpsign``: the first
@@ -16,9 +16,9 @@ from the same data.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import re
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -124,8 +124,8 @@ class _ModifierFile(BaseModel):
 class Prefix:
     word: str
     preset: str
-    suffixes: Tuple[Template, ...]
-    bounds: Dict[str, Dict[str, float]]
+    #: what may follow the body, each at most once: suffix templates (values None) and named bounds (their values)
+    pieces: Tuple[Tuple[Template, Optional[Dict[str, float]]], ...]
     examples: Tuple[Dict[str, float], ...]
 
 
@@ -144,14 +144,10 @@ class Grammar:
 
     prefixes: Dict[str, Prefix]
     bodies: Tuple[Body, ...]
-    modifiers: Tuple[Tuple[Template, str, Dict[str, float]], ...]
+    modifiers: Tuple[Tuple[Template, Tuple[str, Dict[str, float]]], ...]   # (template, (modifier, defaults))
     modifier_examples: Tuple[str, ...]
     methods: Tuple[str, ...]   # presets that are methods of their own (not building blocks)
     attributed: Tuple[str, ...]   # of those, the ones that declare an attributor (not LRP's default)
-
-
-_lock = threading.Lock()
-_cache: Dict[Tuple[int, ...], Grammar] = {}
 
 
 def grammar() -> Grammar:
@@ -164,16 +160,11 @@ def grammar() -> Grammar:
     >>> [b.template.text for b in grammar().bodies if b.preset == "lrp_epsilon_std_x"]
     ['epsilon_{stdfactor}_std_x']
     """
-    generation = versions(registry.PRESETS)   # the grammar is read from the presets only
-    with _lock:
-        if generation not in _cache:
-            built = _build(registry)
-            _cache.clear()
-            _cache[generation] = built
-        return _cache[generation]
+    return _grammar(versions(registry.PRESETS))   # the grammar is read from the presets only
 
 
-def _build(registry) -> Grammar:
+@functools.lru_cache(maxsize=1)
+def _grammar(generation: Tuple[int, ...]) -> Grammar:
     prefixes: Dict[str, Prefix] = {}
     bodies: List[Body] = []
     methods, attributed = [], []
@@ -196,16 +187,28 @@ def _build(registry) -> Grammar:
                 raise ComposerError(f"{what} {', '.join(unknown)}, which the preset does not declare (parameters: "
                                     f"{', '.join(resolved.params) or 'none'})", source=resolved.source, field=fld)
         if spec.prefix:
-            prefixes[spec.prefix] = Prefix(spec.prefix, name, tuple(templates), dict(spec.bounds),
-                                           tuple(spec.examples))
+            pieces = [(t, None) for t in templates] + [(Template(b), dict(v)) for b, v in spec.bounds.items()]
+            prefixes[spec.prefix] = Prefix(spec.prefix, name, tuple(pieces), tuple(spec.examples))
         else:
             bodies.append(Body(templates[0], name, dict(resolved.params), tuple(spec.examples), resolved.sources))
     doc = read_yaml(registry.GRAMMAR_DIR / "modifiers.yaml")
     data = validate_document(_ModifierFile, doc.data, source=str(registry.GRAMMAR_DIR / "modifiers.yaml"), doc=doc)
-    modifiers = tuple((Template(m.template), m.modifier, dict(m.defaults)) for m in data.modifiers)
+    modifiers = tuple((Template(m.template), (m.modifier, dict(m.defaults))) for m in data.modifiers)
     # longest templates first, so a body that reads more of the name is tried first
     bodies.sort(key=lambda b: -len(b.template.parts))
     return Grammar(prefixes, tuple(bodies), modifiers, tuple(data.examples), tuple(methods), tuple(attributed))
+
+
+def _cover(tokens: List[str], i: int, pieces: tuple, once: bool = False) -> Iterator[tuple]:
+    """Every way to read ``tokens[i:]`` to the end as a run of ``pieces`` (``(template, payload)`` pairs,
+    each at most once if ``once``): a tuple of ``(payload, template, numbers read)`` per way."""
+    if i == len(tokens):
+        yield ()
+    for k, (template, payload) in enumerate(pieces):
+        for end, numbers in template.matches(tokens, i):
+            if end > i:
+                for rest in _cover(tokens, end, pieces[:k] + pieces[k + 1:] if once else pieces, once):
+                    yield ((payload, template, numbers),) + rest
 
 
 # --------------------------------------------------------------------------- parsing
@@ -237,19 +240,15 @@ def _error(name: str, why: str) -> ComposerError:
 
 def _modifiers(tokens: List[str], g: Grammar):
     """(modifiers, free parameters) for a run of modifier suffixes, or None."""
-    def walk(i: int):
-        if i == len(tokens):
-            yield (), {}
-            return
-        for template, modifier, defaults in g.modifiers:
-            for end, numbers in template.matches(tokens, i):
-                if end == i:
-                    continue
-                free = {p: defaults.get(p, 0.0) for p in template.params if p not in numbers}   # left out
-                params = {**numbers, **{p: f"${p}" for p in free}}   # of the name: the method's parameters
-                for rest, rest_free in walk(end):
-                    yield ((modifier, params),) + rest, {**free, **rest_free}
-    return next(walk(0), None)
+    run = next(_cover(tokens, 0, g.modifiers), None)
+    if run is None:
+        return None
+    modifiers, free = [], {}
+    for (modifier, defaults), template, numbers in run:
+        left = {p: defaults.get(p, 0.0) for p in template.params if p not in numbers}   # left out of the name:
+        free.update(left)
+        modifiers.append((modifier, {**numbers, **{p: f"${p}" for p in left}}))   # the method's parameters
+    return tuple(modifiers), free
 
 
 def _lrp(name: str, tokens: List[str], g: Grammar) -> Tuple[Tuple[str, ...], Dict[str, Any], str]:
@@ -283,20 +282,8 @@ def _is_source(preset: str, body: Body) -> bool:
 
 def _tail(tokens: List[str], i: int, prefix: Prefix) -> Optional[Dict[str, Any]]:
     """The parameters of the prefix's suffixes and bounds at ``tokens[i:]`` (to the end), or None."""
-    def walk(j: int, used: frozenset):
-        if j == len(tokens):
-            yield {}
-            return
-        if tokens[j] in prefix.bounds and j + 1 == len(tokens):
-            yield dict(prefix.bounds[tokens[j]])
-        for template in prefix.suffixes:
-            if template.text in used:
-                continue
-            for end, numbers in template.matches(tokens, j):
-                if end > j:
-                    for rest in walk(end, used | {template.text}):
-                        yield {**numbers, **rest}
-    return next(walk(i, frozenset()), None)
+    run = next(_cover(tokens, i, prefix.pieces, once=True), None)
+    return None if run is None else {k: v for values, _, numbers in run for k, v in {**(values or {}), **numbers}.items()}
 
 
 def parse_method(name: str) -> ParsedMethod:
@@ -323,7 +310,7 @@ def parse_method(name: str) -> ParsedMethod:
         if found is None:
             if registry.has_preset("_".join(base)) and first_error is None:
                 first_error = _error(name, f"unknown modifier at '{'_'.join(tail)}' (modifiers: "
-                                     + ", ".join(t.shown() for t, _, _ in g.modifiers) + ")")
+                                     + ", ".join(t.shown() for t, _ in g.modifiers) + ")")
             continue
         modifiers, free = found
         base_name = "_".join(base)
@@ -361,11 +348,8 @@ def list_methods(pattern: Optional[str] = None) -> List[str]:
     for prefix in g.prefixes.values():
         for text in body_names:
             names.add(f"{prefix.word}_{text}")
-            for example in prefix.examples:
-                for template in prefix.suffixes:
-                    names.add(f"{prefix.word}_{text}_{template.render(example)}")
-            for bound in prefix.bounds:
-                names.add(f"{prefix.word}_{text}_{bound}")
+            names.update(f"{prefix.word}_{text}_{template.render(example)}" for template, _ in prefix.pieces
+                         for example in prefix.examples or [{}])
     lrp_examples = [f"lrp_{text}" for text in body_names] if "lrp" in g.prefixes else []
     for base, suffix in itertools.product(list(g.attributed) + lrp_examples, g.modifier_examples):
         names.add(f"{base}_{suffix}")
@@ -385,13 +369,12 @@ def method_table() -> str:
     rows = ["| part | written | preset / modifier |", "|---|---|---|"]
     for word, prefix in sorted(g.prefixes.items()):
         rows.append(f"| prefix | `{word}` | `{prefix.preset}` |")
-        for template in prefix.suffixes:
-            rows.append(f"| suffix after the body ({word} only) | `{template.shown()}` | `{prefix.preset}` |")
-        for bound, values in prefix.bounds.items():
-            shown = ", ".join(f"{k} = {v:g}" for k, v in values.items())
-            rows.append(f"| bounds ({word} only) | `{bound}` | {shown} |")
+        for template, values in prefix.pieces:
+            rows.append(f"| suffix after the body ({word} only) | `{template.shown()}` | `{prefix.preset}` |"
+                        if values is None else f"| bounds ({word} only) | `{template.text}` | "
+                        + ", ".join(f"{k} = {v:g}" for k, v in values.items()) + " |")
     for body in sorted(g.bodies, key=lambda b: b.template.text):
         rows.append(f"| body | `{body.template.shown()}` | `{body.preset}` |")
-    for template, modifier, _ in g.modifiers:
+    for template, (modifier, _) in g.modifiers:
         rows.append(f"| modifier | `_{template.shown()}` | `{modifier}` |")
     return "\n".join(rows)

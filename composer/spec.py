@@ -8,15 +8,15 @@ Both are strict (unknown keys and wrong types are errors) and frozen.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Literal, Optional, Tuple, Union
+from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from .validation import validate_document  # noqa: F401  (documents are validated there, with every parameter)
 from .domain import DomainSpec
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]*$"
-POSITIONS = ("first", "last", "middle", "all")
+Position = Literal["first", "last", "middle", "all"]
 #: largest index a selector may name (a model has far fewer layers)
 MAX_INDEX = 1_000_000
 Scalar = Union[bool, int, float, str, None]
@@ -75,7 +75,7 @@ class RuleSpec(_Strict):
 class SelectorSpec(_Strict):
     """Which modules a binding applies to; every key given must hold."""
 
-    position: Optional[Literal["first", "last", "middle", "all"]] = Field(
+    position: Optional[Position] = Field(
         None, description="by position among the model's relevance layers")
     type: Optional[Union[str, List[str]]] = Field(
         None, description="a family (conv, dense, activation, batchnorm, avgpool, maxpool, sum) or torch class name")
@@ -121,7 +121,15 @@ class SelectorSpec(_Strict):
         return value
 
 
-Selector = Union[Literal["first", "last", "middle", "all"], SelectorSpec]
+def _selector_kind(value) -> Optional[str]:
+    return "word" if isinstance(value, str) else "mapping" if isinstance(value, (dict, SelectorSpec)) else None
+
+
+#: a position among the relevance layers, or a mapping of selector keys
+Selector = Annotated[Union[Annotated[Position, Tag("word")],
+                           Annotated[SelectorSpec, Tag("mapping")]],
+                     Discriminator(_selector_kind, custom_error_type="selector_type",
+                                   custom_error_message="a selector is first, last, middle, all or a mapping")]
 
 
 class Binding(_Strict):
@@ -132,34 +140,6 @@ class Binding(_Strict):
     with_: Dict[str, Any] = Field(default_factory=dict, alias="with",
                                   description="rule parameters; '$name' refers to a preset parameter")
     optional: bool = Field(False, description="matching no module of a model is expected (no warning)")
-
-    @field_validator("select", mode="before")
-    @classmethod
-    def _selector(cls, value):
-        from .errors import closest
-
-        if isinstance(value, str):
-            if value not in POSITIONS:
-                hint = closest(value, POSITIONS)
-                raise ValueError(f"unknown selector '{value}': use first, last, middle, all or a mapping"
-                                 + (f" (did you mean '{hint[0]}'?)" if hint else ""))
-            return value
-        if isinstance(value, dict):
-            try:
-                return SelectorSpec.model_validate(value)
-            except ValidationError as err:
-                first = err.errors()[0]
-                key = ".".join(str(p) for p in first["loc"])
-                if first["type"] == "extra_forbidden":
-                    keys = list(SelectorSpec.model_fields)
-                    hint = closest(str(first["loc"][-1]), keys)
-                    raise ValueError(f"unknown selector key '{key}' (keys: {', '.join(keys)})"
-                                     + (f" (did you mean '{hint[0]}'?)" if hint else "")) from None
-                msg = first["msg"].removeprefix("Value error, ")
-                raise ValueError(f"{key + ': ' if key else ''}{msg}") from None
-        if isinstance(value, SelectorSpec):
-            return value
-        raise ValueError(f"a selector is a string or a mapping, not {type(value).__name__}")
 
 
 class NamedCall(_Strict):

@@ -30,14 +30,14 @@ def write(tmp_path, text, name="p.yaml"):
      "layers[0].with.epsilom", "has no parameter", "epsilon"),
     ("name: a\nlayers:\n  - select: all\n    rule: epsilon\n    with: {epsilon: $eps}\n", 5,
      "layers[0].with.epsilon", "refers to no parameter", None),
-    ("name: a\nlayers:\n  - select: firts\n    rule: z\n", 3, "layers[0].select", "unknown selector", None),
+    ("name: a\nlayers:\n  - select: firts\n    rule: z\n", 3, "layers[0].select", "is not one of", "first"),
     ("name: a\nlayers:\n  - select: {type: Conv2D}\n    rule: z\n", 3, "layers[0].select.type",
      "unknown module type", "Conv2d"),
     ("name: a\ncanonizers: [merge_bn]\n", 2, "canonizers[0]", "unknown canonizer", "merge_batchnorm"),
     ("name: a\nextends: lrp_epsilom\n", 2, "extends", "unknown preset", "lrp_epsilon"),
     ("name: a\nattributor: {name: gradiant}\n", 2, "attributor.name", "unknown attributor", "gradient"),
     ("name: a\nmodifiers: [{name: x_sing}]\n", 2, "modifiers[0].name", "unknown modifier", "x_sign"),
-    ("name: a\nlayers:\n  - select: {name_regex: '('}\n    rule: z\n", 3, "layers[0].select", "regular expression",
+    ("name: a\nlayers:\n  - select: {name_regex: '('}\n    rule: z\n", 3, "layers[0].select.name_regex", "regular expression",
      None),
 ])
 def test_preset_errors_name_file_line_field(tmp_path, text, line, field, message, suggestion):
