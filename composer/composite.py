@@ -16,6 +16,7 @@ from .canonizers import make_canonizer
 from .elision import inplace_followers, redundant_relu_passes
 from .errors import ComposerError, ComposerWarning, closest
 from .graph import canonize, functional_uncovered, graph_info, uncovered
+from .graph.check import check_twin
 from .graph.modules import Add
 from .rules.rescale import RescaleHook
 
@@ -205,12 +206,19 @@ def _check_operands(name: str, module: torch.nn.Module, binding: CompiledBinding
 
 
 class _ForwardRedirect:
-    """Makes ``model(x)`` run the canonical twin until removed (zennit's Composite interface)."""
+    """Makes ``model(x)`` run the canonical twin until removed (zennit's Composite interface), checking it
+    against the model's own forward once per input signature (:func:`composer.graph.check.check_twin`)."""
 
     def __init__(self, model: torch.nn.Module, twin: torch.nn.Module):
         self.model = model
         self.previous = model.__dict__.get("forward")
-        model.forward = twin.forward
+        original = model.forward
+
+        def forward(*args, **kwargs):
+            if len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor):
+                check_twin(model, twin, args[0], reference=original)
+            return twin.forward(*args, **kwargs)
+        model.forward = forward
 
     def remove(self):
         if self.model is None:

@@ -7,7 +7,6 @@ import inspect
 import sys
 import threading
 import warnings
-import weakref
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
@@ -17,6 +16,7 @@ from . import graph
 from .canonizers import split_canonizers
 from .compiler import ComposerWarning, PresetRef, compile_preset
 from .graph.canonical import fingerprint, graph_info
+from .graph.check import check_twin, lock_of
 from .errors import ComposerError
 from .frequency import DomainExplanation, requested_domain, to_domain
 from .methods import ATTRIBUTORS, MODIFIERS, Backprop
@@ -80,15 +80,6 @@ def _private_twin(stack: contextlib.ExitStack, model: torch.nn.Module, plan,
         warnings.warn(f"{type(model).__name__} cannot be copied ({type(err).__name__}: {err}); composer hooks the "
                       "model itself, one call at a time, and restores it afterwards", ComposerWarning, stacklevel=3)
         return None
-
-
-_model_locks: "weakref.WeakKeyDictionary[torch.nn.Module, threading.Lock]" = weakref.WeakKeyDictionary()
-_locks_lock = threading.Lock()
-
-
-def _lock_of(model: torch.nn.Module) -> threading.Lock:
-    with _locks_lock:
-        return _model_locks.setdefault(model, threading.Lock())
 
 
 _recording: "contextvars.ContextVar[Optional[Tuple[torch.Tensor, List[torch.Tensor]]]]" = contextvars.ContextVar(
@@ -333,7 +324,7 @@ class Explainer:
         try:
             twin = _private_twin(stack, model, plan, self._canonize, self._objects)
             if twin is None:  # the model cannot be copied: hook it, one caller at a time, and restore it afterwards
-                stack.enter_context(_lock_of(model))
+                stack.enter_context(lock_of(model))
                 stack.enter_context(model_guard(model))
                 model.eval()
                 composite = plan.composite(canonize=False, on_uncovered=self._on_uncovered,
@@ -375,6 +366,8 @@ class Explainer:
         """:meth:`__call__` for an input and targets already checked."""
         kwargs = {**self._kwargs, "generator": generator} if self.stochastic else self._kwargs
         with self._call_lock:
+            if self._module is not self.model:
+                check_twin(self.model, self._module, x)
             relevance = self._attributor(_backprop(self._module, self.batch_size), x, t, **kwargs)
         for mod_name, mod_kwargs in self.plan.modifiers:
             relevance = MODIFIERS[mod_name](relevance, x, **mod_kwargs)

@@ -55,6 +55,16 @@ def _exclusive_layer(gm: fx.GraphModule, node, reader: fx.Node) -> Optional[nn.M
     return layer if isinstance(layer, MERGEABLE) else None
 
 
+def _fits(plan, bn: nn.Module) -> bool:
+    """Whether the layers' output channels, in order, are the batch norm's channels: each layer read once
+    (``cat([y, y])`` reads one layer twice) and their channel counts summing to the batch norm's.
+    A dense layer's features are its output's last axis, a batch norm's channels its second: for a
+    dense layer on ``(batch, tokens, features)`` they differ, which the twin's check against the model
+    reports (see :func:`composer.explain`)."""
+    layers = [layer for _, layer in plan]
+    return len({id(n) for n, _ in plan}) == len(plan) and sum(map(_channels, layers)) == bn.num_features
+
+
 def _channels(layer: nn.Module) -> int:
     return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
 
@@ -75,7 +85,7 @@ def merge_batchnorms(gm: fx.GraphModule, origin: Dict[str, str], aliases: Dict[s
         affine = _affine(bn)
         source = node.args[0] if node.args else None
         plan = _merge_plan(gm, source, node) if affine is not None else None
-        if plan is None:
+        if plan is None or not _fits(plan, bn):
             kept.append(node.target)
             continue
         scale, mean, shift = affine

@@ -110,6 +110,9 @@ class GraphInfo:
     kept_batchnorms: List[str] = field(default_factory=list)
     #: paths of the modules made from functional calls of forward() (residual sums, F.relu, ...)
     functional: List[str] = field(default_factory=list)
+    #: input signatures (shape without batch, dtype, device) on which the twin was checked to compute the
+    #: model's output (:func:`composer.explain` checks each new one once)
+    checked: set = field(default_factory=set)
 
     def describe(self, path: str) -> str:
         """A twin module path in the user's words."""
@@ -179,7 +182,7 @@ def build(model: torch.nn.Module, canonizers: Sequence = ()) -> torch.nn.Module:
 
 # --------------------------------------------------------------------------- the cache
 def fingerprint(model: torch.nn.Module) -> Tuple:
-    """What a kept twin depends on: module objects and settings, tensors, their storage and versions.
+    """What a kept twin depends on: module objects, settings and hooks, tensors, their storage and versions.
 
     Example
     -------
@@ -191,8 +194,10 @@ def fingerprint(model: torch.nn.Module) -> Tuple:
     False
     """
     simple = (bool, int, float, str, tuple, type(None))
+    hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
     modules = tuple((name, id(m), tuple((k, v) for k, v in vars(m).items() if not k.startswith("_")
-                                        and isinstance(v, simple)), id(vars(m).get("forward")))
+                                        and isinstance(v, simple)), id(vars(m).get("forward")),
+                     tuple(tuple(getattr(m, h, ())) for h in hooks))   # a hook the user adds changes the function
                     for name, m in model.named_modules())
     tensors = tuple((id(t), t.data_ptr(), t._version, tuple(t.shape), t.dtype, t.device)
                     for t in list(model.parameters()) + list(model.buffers()))
