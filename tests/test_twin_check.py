@@ -89,7 +89,7 @@ def test_a_merge_the_twin_gets_wrong_is_refused_not_explained():
     torch.manual_seed(0)
     model = DenseOnTokens(tokens=8, features=8).eval()
     before = state_of(model)
-    with pytest.raises(ComposerError, match=r"does not compute its output .* batch norms merged .*dense \+ bn"):
+    with pytest.raises(ComposerError, match=r"does not compute its output .* batch norms or biases merged .*dense \+ bn"):
         composer.explain(model, torch.randn(2, 8, 8), "lrp_z", target=[0, 1])
     assert_state_equal(model, before)
     assert not hooks_left(model)
@@ -138,3 +138,45 @@ def test_the_check_runs_once_per_input_shape_and_leaves_a_training_model_as_it_w
         assert calls.count(True) == 1
     assert model.training and all(m.training for m in model.modules())
     assert_state_equal(model, before)
+
+
+class BiasApart(nn.Module):
+    """A bias written as a separate tensor: the same function as layers with ``bias=True``."""
+
+    def __init__(self, apart: bool):
+        super().__init__()
+        self.apart = apart
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=not apart)
+        self.fc = nn.Linear(4, 3, bias=not apart)
+        self.conv_bias = nn.Parameter(torch.randn(4, 1, 1)) if apart else None
+        self.register_buffer("fc_shift", torch.randn(3) if apart else None)
+
+    def forward(self, x):
+        h = self.conv(x) + self.conv_bias if self.apart else self.conv(x)
+        out = self.fc(F.relu(h).mean((2, 3)))
+        return out - self.fc_shift if self.apart else out
+
+
+def test_a_bias_written_apart_is_the_layers_bias():
+    torch.manual_seed(0)
+    inside, apart = BiasApart(False).eval(), BiasApart(True).eval()
+    with torch.no_grad():
+        apart.conv.weight.copy_(inside.conv.weight)
+        apart.conv_bias.copy_(inside.conv.bias.view(4, 1, 1))
+        apart.fc.weight.copy_(inside.fc.weight)
+        apart.fc_shift.copy_(-inside.fc.bias)
+    x = torch.randn(2, 3, 6, 6)
+    torch.testing.assert_close(apart(x), inside(x))
+    assert graph_info(canonize(apart)).aliases == {"add": "conv", "sub": "fc"}
+    for method in ("lrp_z", "lrp_epsilon_0_1", "lrpsign_epsilon_0_1"):
+        torch.testing.assert_close(composer.explain(apart, x, method, target=[0, 2]),
+                                   composer.explain(inside, x, method, target=[0, 2]))
+    # a constant that is not one value per channel stays an elementwise operation of its own
+    class Spatial(Small):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("shift", torch.ones(6, 6))
+
+        def forward(self, x):
+            return self.fc(F.relu(self.conv(x) + self.shift).mean((2, 3)))
+    assert graph_info(canonize(Spatial().eval())).aliases == {}

@@ -1,4 +1,4 @@
-"""Merging batch norms into the linear layers that feed them, by the graph's edges.
+"""Merging batch norms (and biases written apart) into the linear layers that feed them, by the graph's edges.
 
 An eval-mode batch norm is the affine map ``y = s ⊙ (x − μ) + β``, ``s = γ / √(σ² + ε)``. When ``x``
 is the output of a convolution or dense layer that nothing else reads, the two are one linear layer
@@ -8,6 +8,10 @@ layers' outputs, the merge is split per input. Any other batch norm (DenseNet's,
 concatenation of earlier blocks' outputs and precedes its convolution) stays a layer of its own,
 which ``lrp_base`` binds to the ``z`` rule: relevance is redistributed in proportion to each
 channel's contribution ``s ⊙ x`` to its output, as iNNvestigate does.
+
+A bias kept as a separate tensor (``conv(x) + self.b``, ``linear(x) - c``, a constant per output
+channel) is the layer's bias too: :func:`merge_biases` moves it into the layer, so its rule sees the
+same layer as with ``bias=True``.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import torch.fx as fx
 import zennit.types
 from torch import nn
 
+from .modules import ElementwiseConstant
 from .twin import share_module
 
 MERGEABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -123,3 +128,44 @@ def _merge_plan(gm: fx.GraphModule, source, bn_node: fx.Node):
             return None
         plan.append((part, layer))
     return plan
+
+
+def _per_channel(layer: nn.Module, constant) -> Optional[torch.Tensor]:
+    """``constant`` as one value per output channel of ``layer``, if adding it to the output adds that
+    value to each channel and changes no shape; else None."""
+    channels = _channels(layer)
+    dims = 2 if isinstance(layer, nn.Linear) else layer.weight.dim()   # a dense layer: at least (batch, features)
+    t = torch.as_tensor(constant, dtype=layer.weight.dtype, device=layer.weight.device)
+    shape = (1,) * (dims - t.dim()) + tuple(t.shape)
+    if t.dim() > dims or t.numel() not in (1, channels):
+        return None
+    axis = dims - 1 if isinstance(layer, nn.Linear) else 1
+    if any(size != 1 for i, size in enumerate(shape) if i != axis):
+        return None
+    return t.reshape(-1).expand(channels)
+
+
+def merge_biases(gm: fx.GraphModule, origin: Dict[str, str], aliases: Dict[str, str]) -> None:
+    """Move every constant added to (or subtracted from) a layer's output, one per channel, into the
+    layer's bias, when that sum is the output's only reader."""
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module":
+            continue
+        shift = gm.get_submodule(node.target)
+        source = node.args[0] if node.args else None
+        if not isinstance(shift, ElementwiseConstant) or shift.op not in ("add", "sub"):
+            continue
+        layer = _exclusive_layer(gm, source, node)
+        value = _per_channel(layer, shift.constant) if layer is not None else None
+        if value is None:
+            continue
+        value = -value if shift.op == "sub" else value
+        fused = share_module(layer)
+        bias = layer.bias.detach() if layer.bias is not None else torch.zeros_like(value)
+        fused.bias = nn.Parameter(bias + value, requires_grad=False)
+        scope, _, name = source.target.rpartition(".")
+        setattr(gm.get_submodule(scope) if scope else gm, name, fused)
+        origin[source.target] = f"{origin.get(source.target, source.target)} + {origin.get(node.target, node.target)}"
+        aliases[node.target] = source.target
+        node.replace_all_uses_with(source)
+        gm.graph.erase_node(node)

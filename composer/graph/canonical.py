@@ -25,7 +25,7 @@ import zennit.layer
 import zennit.types
 
 from ..errors import ComposerError
-from .batchnorm import merge_batchnorms
+from .batchnorm import merge_batchnorms, merge_biases
 from .attention import ATTENTION_MODULES, expose_attention
 from .huggingface import adapt_huggingface
 from .modules import CANONICAL_MODULES
@@ -172,6 +172,7 @@ def build(model: torch.nn.Module, canonizers: Sequence = ()) -> torch.nn.Module:
         info.kept_batchnorms = [n.target for n in gm.graph.nodes if n.op == "call_module"
                                 and isinstance(gm.get_submodule(n.target), zennit.types.BatchNorm)]
     else:
+        merge_biases(gm, info.origin, info.aliases)
         info.kept_batchnorms = merge_batchnorms(gm, info.origin, info.aliases)
     gm.graph.lint()
     gm.delete_all_unused_submodules()

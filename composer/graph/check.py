@@ -72,7 +72,7 @@ def check_twin(model: torch.nn.Module, twin: torch.nn.Module, x: torch.Tensor,
                           "remove them while explaining")
         merged = [f"{path} ({what})" for path, what in info.origin.items() if " + " in what]
         if merged:
-            causes.append("batch norms merged into the layers before them: " + ", ".join(merged[:5])
+            causes.append("batch norms or biases merged into the layers before them: " + ", ".join(merged[:5])
                           + " (a batch norm normalises axis 1, a dense layer's features are the last axis: "
                           "they are one only for (batch, features) inputs)")
         raise ComposerError(
