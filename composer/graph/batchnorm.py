@@ -63,9 +63,9 @@ def _exclusive_layer(gm: fx.GraphModule, node, reader: fx.Node) -> Optional[nn.M
 def _fits(plan, bn: nn.Module) -> bool:
     """Whether the layers' output channels, in order, are the batch norm's channels: each layer read once
     (``cat([y, y])`` reads one layer twice) and their channel counts summing to the batch norm's.
-    A dense layer's features are its output's last axis, a batch norm's channels its second: for a
-    dense layer on ``(batch, tokens, features)`` they differ, which the twin's check against the model
-    reports (see :func:`composer.explain`)."""
+    A dense layer's features are its output's last axis, a batch norm's channels its second: on
+    ``(batch, tokens, features)`` they differ, and where the counts happen to agree the twin's check
+    against the model refuses the result (:func:`composer.graph.check.check_twin`)."""
     layers = [layer for _, layer in plan]
     return len({id(n) for n, _ in plan}) == len(plan) and sum(map(_channels, layers)) == bn.num_features
 
