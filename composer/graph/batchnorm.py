@@ -70,6 +70,12 @@ def _fits(plan, bn: nn.Module) -> bool:
     return len({id(n) for n, _ in plan}) == len(plan) and sum(map(_channels, layers)) == bn.num_features
 
 
+def _swap(gm: fx.GraphModule, path: str, module: nn.Module) -> None:
+    """Put ``module`` at ``path`` in place of the layer there (the graph's node keeps calling ``path``)."""
+    scope, _, name = path.rpartition(".")
+    setattr(gm.get_submodule(scope) if scope else gm, name, module)
+
+
 def _channels(layer: nn.Module) -> int:
     return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
 
@@ -97,9 +103,7 @@ def merge_batchnorms(gm: fx.GraphModule, origin: Dict[str, str], aliases: Dict[s
         start = 0
         for layer_node, layer in plan:
             stop = start + _channels(layer)
-            scope, _, name = layer_node.target.rpartition(".")
-            setattr(gm.get_submodule(scope) if scope else gm, name,
-                    _fused(layer, scale[start:stop], mean[start:stop], shift[start:stop]))
+            _swap(gm, layer_node.target, _fused(layer, scale[start:stop], mean[start:stop], shift[start:stop]))
             origin[layer_node.target] = f"{origin.get(layer_node.target, layer_node.target)} + {node.target}"
             start = stop
         if len(plan) == 1:
@@ -163,8 +167,7 @@ def merge_biases(gm: fx.GraphModule, origin: Dict[str, str], aliases: Dict[str, 
         fused = share_module(layer)
         bias = layer.bias.detach() if layer.bias is not None else torch.zeros_like(value)
         fused.bias = nn.Parameter(bias + value, requires_grad=False)
-        scope, _, name = source.target.rpartition(".")
-        setattr(gm.get_submodule(scope) if scope else gm, name, fused)
+        _swap(gm, source.target, fused)
         origin[source.target] = f"{origin.get(source.target, source.target)} + {origin.get(node.target, node.target)}"
         aliases[node.target] = source.target
         node.replace_all_uses_with(source)
